@@ -86,8 +86,8 @@ func DecidePayment(o Order, p Payment, now time.Time) []Event {
 	case o.Placed == nil && o.Payment == nil:
 		// Money arrived for an order we never placed: book it, flag it.
 		events := []Event{PaymentConfirmed{p}, anomaly(UnknownOrder)}
-		if o.RefundedFee > p.TotalFee {
-			events = append(events, refundExcess(o, p, now))
+		if refunded := o.refundedOf(p.TransactionID); refunded > p.TotalFee {
+			events = append(events, refundExcess(refunded, p, now))
 		}
 		return fresh(o, events...)
 	case o.Payment != nil:
@@ -109,18 +109,18 @@ func DecidePayment(o Order, p Payment, now time.Time) []Event {
 		return fresh(o, a)
 	}
 	events := []Event{PaymentConfirmed{p}}
-	if o.RefundedFee > p.TotalFee {
+	if refunded := o.refundedOf(p.TransactionID); refunded > p.TotalFee {
 		// Refunds arrived first (their payment notice was lost) and add up
 		// to more than this payment.
-		events = append(events, refundExcess(o, p, now))
+		events = append(events, refundExcess(refunded, p, now))
 	}
 	return fresh(o, events...)
 }
 
-func refundExcess(o Order, p Payment, now time.Time) AnomalyDetected {
+func refundExcess(refunded int64, p Payment, now time.Time) AnomalyDetected {
 	return AnomalyDetected{
 		Code: RefundExceedsPaid, MchID: p.MchID, OutTradeNo: p.OutTradeNo, TransactionID: p.TransactionID,
-		ExpectedFee: p.TotalFee, NotifiedFee: o.RefundedFee, DetectedAt: now,
+		ExpectedFee: p.TotalFee, NotifiedFee: refunded, DetectedAt: now,
 		Detail: "refunds recorded before the payment exceed it",
 	}
 }
@@ -128,6 +128,9 @@ func refundExcess(o Order, p Payment, now time.Time) AnomalyDetected {
 // DecideRefund decides what a verified refund notification means. A refund
 // is recorded even before its payment (the payment notice may have been
 // lost); refunds that add up to more than was paid are also flagged. A
+// refund of a transaction recorded as an anomaly (a duplicate, mismatched
+// or after-close payment) is recorded but returns that money, not the
+// order's: it does not count toward RefundedFee or the excess check. A
 // refund only moves forward (ABNORMAL -> SUCCESS or CLOSED); repeats and
 // late copies decide to no events.
 func DecideRefund(o Order, r Refund, now time.Time) []Event {
@@ -153,7 +156,7 @@ func DecideRefund(o Order, r Refund, now time.Time) []Event {
 				Detail: "refund for an order never placed here",
 			})
 		}
-		if o.Payment != nil && o.RefundedFee+r.RefundFee > o.PaidFee {
+		if o.Payment != nil && o.refundOfOrder(r.TransactionID) && o.RefundedFee+r.RefundFee > o.PaidFee {
 			events = append(events, AnomalyDetected{
 				Code: RefundExceedsPaid, MchID: r.MchID, OutTradeNo: r.OutTradeNo, RefundID: r.RefundID,
 				ExpectedFee: o.PaidFee, NotifiedFee: o.RefundedFee + r.RefundFee, DetectedAt: now,

@@ -200,8 +200,14 @@ func (e RefundAbnormal) eventID() [16]byte  { return EventID(e.MchID, e.RefundID
 // ID returns the deterministic ID of e.
 func ID(e Event) [16]byte { return e.eventID() }
 
-// Marshal encodes e as its stored type name and JSON payload.
+// Marshal encodes e as its stored type name and JSON payload. An
+// UnknownEvent gives back its type and payload unchanged.
 func Marshal(e Event) (typ string, data []byte, err error) {
+	if u, ok := e.(UnknownEvent); ok {
+		// Kept as is: wrapping it as {"Type":..,"Data":..} would change a
+		// newer binary's event when an older one copies it.
+		return u.Type, append([]byte(nil), u.Data...), nil
+	}
 	data, err = json.Marshal(e)
 	if err != nil {
 		return "", nil, fmt.Errorf("marshal %s: %w", e.EventType(), err)

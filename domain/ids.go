@@ -5,8 +5,10 @@ import (
 	"strings"
 )
 
-// Namespace is the UUIDv5 namespace of the ledger's event IDs
-// (itself UUIDv5 of the URL namespace and "https://orderledger.dev/events").
+// Namespace is the UUIDv5 namespace of the ledger's event IDs,
+// 3b1f6a52-8e0c-5d41-9a77-2e6bc41095d3. It is a fixed constant, not derived
+// from anything (it is NOT UUIDv5 of the URL namespace and
+// "https://orderledger.dev/events", which is 9e04f828-c68d-5135-98e3-941f1403998f).
 // It is permanent: changing it would make retries after an upgrade look new.
 var Namespace = [16]byte{0x3b, 0x1f, 0x6a, 0x52, 0x8e, 0x0c, 0x5d, 0x41, 0x9a, 0x77, 0x2e, 0x6b, 0xc4, 0x10, 0x95, 0xd3}
 

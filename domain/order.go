@@ -1,8 +1,11 @@
 package domain
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -62,11 +65,12 @@ type AnomalyRecord struct {
 
 // RefundRecord is the latest known state of one refund of the order.
 type RefundRecord struct {
-	RefundID    string    `json:"refund_id"`
-	OutRefundNo string    `json:"out_refund_no"`
-	Status      string    `json:"refund_status"`
-	RefundFee   int64     `json:"refund_fee"`
-	SucceededAt time.Time `json:"succeeded_at,omitzero"`
+	RefundID      string    `json:"refund_id"`
+	OutRefundNo   string    `json:"out_refund_no"`
+	TransactionID string    `json:"transaction_id,omitempty"` // the payment it returns
+	Status        string    `json:"refund_status"`
+	RefundFee     int64     `json:"refund_fee"`
+	SucceededAt   time.Time `json:"succeeded_at,omitzero"`
 }
 
 // Order is the state of one order stream, folded from its events by Evolve.
@@ -78,10 +82,13 @@ type Order struct {
 	Placed *OrderPlaced // nil until the order is placed here
 	Closed *OrderClosed
 
-	Payment     *Payment // the confirmed payment (the first PaymentConfirmed)
-	PaidFee     int64    // total_fee of the confirmed payment
-	CashFee     int64
-	RefundedFee int64 // sum of succeeded refunds
+	Payment *Payment // the confirmed payment (the first PaymentConfirmed)
+	PaidFee int64    // total_fee of the confirmed payment
+	CashFee int64
+	// RefundedFee sums the succeeded refunds of the order's own payment;
+	// refunds of a duplicate, mismatched or after-close payment are kept
+	// in Refunds but not counted (see refundOfOrder).
+	RefundedFee int64
 
 	// Transactions maps every WeChat transaction id seen on this order to
 	// how it was recorded (PaymentConfirmed, or an anomaly code).
@@ -184,6 +191,7 @@ func Evolve(o Order, e Event) Order {
 		if _, seen := o.Transactions[v.TransactionID]; !seen {
 			o.Transactions[v.TransactionID] = TypePaymentConfirmed
 		}
+		o.recountRefunds()
 	case PaymentFailed:
 		o.MchID, o.OutTradeNo = v.MchID, v.OutTradeNo
 		o.Failures++
@@ -196,6 +204,7 @@ func Evolve(o Order, e Event) Order {
 		if v.TransactionID != "" && v.Payment != nil {
 			if _, seen := o.Transactions[v.TransactionID]; !seen {
 				o.Transactions[v.TransactionID] = v.Code
+				o.recountRefunds()
 			}
 		}
 	case RefundSucceeded:
@@ -228,6 +237,9 @@ func (o *Order) applyRefund(r Refund) {
 		o.Refunds[r.RefundID] = rec
 		o.RefundOrder = append(o.RefundOrder, r.RefundID)
 	}
+	if rec.TransactionID == "" {
+		rec.TransactionID = r.TransactionID
+	}
 	if refundRank(r.Status) <= refundRank(rec.Status) {
 		return // a late or repeated message never moves a refund back
 	}
@@ -235,12 +247,131 @@ func (o *Order) applyRefund(r Refund) {
 	if r.Status == RefundStatusSuccess {
 		rec.RefundFee = r.RefundFee
 		rec.SucceededAt = r.SucceededAt
-		o.RefundedFee += r.RefundFee
+		o.recountRefunds()
 	}
+}
+
+// refundOfOrder reports whether a refund of transaction tx returns the
+// order's own payment. A refund of a transaction recorded as an anomaly (a
+// duplicate, mismatched or after-close payment) returns that money instead:
+// refunding a duplicate payment must not make a paid order look refunded.
+// Until the order is paid, a refund of a transaction not seen yet counts
+// (its payment notice may be late or lost); one that names no transaction
+// always counts.
+func (o *Order) refundOfOrder(tx string) bool {
+	if tx == "" {
+		return true
+	}
+	if o.Payment != nil {
+		return tx == o.Payment.TransactionID
+	}
+	_, seen := o.Transactions[tx]
+	return !seen
+}
+
+// recountRefunds sets RefundedFee from Refunds. It runs whenever a refund
+// succeeds or a transaction is first recorded, because a refund that came
+// before its payment counts only once it is known whose money it returns.
+func (o *Order) recountRefunds() {
+	var sum int64
+	for _, r := range o.Refunds {
+		if r.Status == RefundStatusSuccess && o.refundOfOrder(r.TransactionID) {
+			sum += r.RefundFee
+		}
+	}
+	o.RefundedFee = sum
+}
+
+// refundedOf sums the succeeded refunds of transaction tx (and those that
+// name no transaction).
+func (o *Order) refundedOf(tx string) int64 {
+	var sum int64
+	for _, r := range o.Refunds {
+		if r.Status == RefundStatusSuccess && (r.TransactionID == "" || r.TransactionID == tx) {
+			sum += r.RefundFee
+		}
+	}
+	return sum
 }
 
 // String is for debugging and test failures.
 func (o *Order) String() string {
 	return fmt.Sprintf("order %s/%s %s paid=%d refunded=%d anomalies=%d events=%d",
 		o.MchID, o.OutTradeNo, o.Status(), o.PaidFee, o.RefundedFee, len(o.Anomalies), o.Events)
+}
+
+// Clone returns a deep copy of o, so that a state can be shared read-only
+// (e.g. cached) while a copy is evolved.
+func (o Order) Clone() Order {
+	c := o
+	if o.ids != nil {
+		c.ids = make(map[[16]byte]bool, len(o.ids)+4)
+		for k, v := range o.ids {
+			c.ids[k] = v
+		}
+	}
+	if o.Transactions != nil {
+		c.Transactions = make(map[string]string, len(o.Transactions)+1)
+		for k, v := range o.Transactions {
+			c.Transactions[k] = v
+		}
+	}
+	if o.Refunds != nil {
+		c.Refunds = make(map[string]*RefundRecord, len(o.Refunds)+1)
+		for k, v := range o.Refunds {
+			r := *v
+			c.Refunds[k] = &r
+		}
+	}
+	c.RefundOrder = append([]string(nil), o.RefundOrder...)
+	c.Anomalies = append([]AnomalyRecord(nil), o.Anomalies...)
+	return c
+}
+
+// orderFields is Order without its methods, for the JSON codec below.
+type orderFields Order
+
+// orderJSON is the JSON form of an Order: its exported fields plus the IDs
+// of the events folded into it, in hex, sorted.
+type orderJSON struct {
+	orderFields
+	EventIDs []string `json:"EventIDs,omitempty"`
+}
+
+// MarshalJSON encodes the whole state, including the event IDs that
+// decisions consult (Has), so that a state kept as JSON (a projection's
+// state_json) decodes to an Order that evolves and decides exactly like a
+// fresh fold. A struct that embeds Order inherits this method; name the
+// field instead.
+func (o Order) MarshalJSON() ([]byte, error) {
+	ids := make([]string, 0, len(o.ids))
+	for id := range o.ids {
+		ids = append(ids, hex.EncodeToString(id[:]))
+	}
+	slices.Sort(ids)
+	return json.Marshal(orderJSON{orderFields(o), ids})
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote.
+func (o *Order) UnmarshalJSON(b []byte) error {
+	var j orderJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*o = Order(j.orderFields)
+	o.ids = nil
+	if len(j.EventIDs) > 0 {
+		o.ids = make(map[[16]byte]bool, len(j.EventIDs))
+	}
+	for _, s := range j.EventIDs {
+		var id [16]byte
+		if len(s) != hex.EncodedLen(len(id)) {
+			return fmt.Errorf("domain: order JSON: bad event id %q", s)
+		}
+		if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+			return fmt.Errorf("domain: order JSON: event id %q: %w", s, err)
+		}
+		o.ids[id] = true
+	}
+	return nil
 }
