@@ -29,10 +29,16 @@ func (r *reject) Error() string {
 }
 func (r *reject) Unwrap() error { return r.cause }
 
-func badRequest(msg string, cause error) error   { return &reject{status: http.StatusBadRequest, msg: msg, cause: cause} }
-func unauthorized(msg string, cause error) error { return &reject{status: http.StatusUnauthorized, msg: msg, cause: cause} }
-func notFound(msg string) error                  { return &reject{status: http.StatusNotFound, msg: msg} }
-func unprocessable(msg string) error             { return &reject{status: http.StatusUnprocessableEntity, msg: msg} }
+func badRequest(msg string, cause error) error {
+	return &reject{status: http.StatusBadRequest, msg: msg, cause: cause}
+}
+func unauthorized(msg string, cause error) error {
+	return &reject{status: http.StatusUnauthorized, msg: msg, cause: cause}
+}
+func notFound(msg string) error { return &reject{status: http.StatusNotFound, msg: msg} }
+func unprocessable(msg string) error {
+	return &reject{status: http.StatusUnprocessableEntity, msg: msg}
+}
 func invalidFields(fields map[string]string) error {
 	return &reject{status: http.StatusBadRequest, msg: "invalid request", fields: fields}
 }

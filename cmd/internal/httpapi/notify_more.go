@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/orderledger/orderledger/cmd/internal/merchant"
 	"github.com/orderledger/orderledger/cmd/internal/wechatpay"
@@ -49,7 +50,7 @@ func (s *Server) v2RefundNotify(w http.ResponseWriter, r *http.Request) {
 	s.recordRefund(w, r, channel, replyV2XML, refund, received)
 }
 
-func (s *Server) recordRefund(w http.ResponseWriter, r *http.Request, channel string, kind replyKind, rf domain.Refund, received interface{ IsZero() bool }) {
+func (s *Server) recordRefund(w http.ResponseWriter, r *http.Request, channel string, kind replyKind, rf domain.Refund, received time.Time) {
 	ctx, cancel := s.appendContext(r)
 	defer cancel()
 	out, err := s.Ledger.RecordRefund(ctx, rf)
@@ -57,7 +58,7 @@ func (s *Server) recordRefund(w http.ResponseWriter, r *http.Request, channel st
 		s.refuse(w, r, channel, kind, err)
 		return
 	}
-	s.acknowledge(w, r, channel, kind, out, s.Now(),
+	s.acknowledge(w, r, channel, kind, out, received,
 		"mch_id", rf.MchID, "out_trade_no", rf.OutTradeNo, "refund_id", rf.RefundID, "refund_status", rf.Status)
 }
 
@@ -105,7 +106,7 @@ func (s *Server) v3Notify(w http.ResponseWriter, r *http.Request) {
 	}
 	plain, err := wechatpay.DecryptV3Resource(env, []byte(m.APIv3Key.Reveal()))
 	if err != nil {
-		s.refuse(w, r, channel, replyV3JSON, badRequest("resource cannot be decrypted", err))
+		s.refuse(w, r, channel, replyV3JSON, unauthorized("resource cannot be decrypted", err))
 		return
 	}
 	evidence := domain.Evidence{Channel: "wechatpay-v3-notify", Body: string(body), ReceivedAt: received,
