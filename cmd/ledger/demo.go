@@ -24,9 +24,10 @@ import (
 func demoCommand() *command {
 	c := &command{
 		name: "demo",
-		summary: "run the main job end to end on a throw-away embedded ledger: place orders, play WeChat Pay " +
-			"(retries, concurrent copies, a tampered, an underpaid, an unknown-order notification, a v3 payment and refunds), print the results",
-		usage: "demo [--data DIR] [--keep] [-v]",
+		summary: "run the main job end to end on a throw-away embedded ledger and print the results",
+		usage: "demo [--data DIR] [--keep] [-v]\n\n" +
+			"Places orders, then plays WeChat Pay against the real server: the retry series, concurrent copies,\n" +
+			"a tampered, an underpaid and an unknown-order notification, a second payment, a v3 payment and refunds.",
 	}
 	c.run = func(ctx context.Context, env *cliEnv, args []string) error {
 		fs := newFlagSet(c, env)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/orderledger/orderledger/cmd/internal/app"
+	"github.com/orderledger/orderledger/cmd/internal/merchant"
 	"github.com/orderledger/orderledger/cmd/internal/wechatpay"
 	"github.com/orderledger/orderledger/domain"
 )
@@ -22,24 +23,9 @@ func v2Fail(msg string) []byte { return wechatpay.V2Fail(msg) }
 func (s *Server) v2Notify(w http.ResponseWriter, r *http.Request) {
 	const channel = "v2-pay"
 	received := s.Now()
-	body, err := readBody(w, r, MaxNotifyBody)
+	body, fields, m, err := s.readV2(w, r)
 	if err != nil {
 		s.refuse(w, r, channel, replyV2XML, err)
-		return
-	}
-	fields, err := wechatpay.ParseV2(body)
-	if err != nil {
-		s.refuse(w, r, channel, replyV2XML, badRequest("malformed notification", err))
-		return
-	}
-	if fields["return_code"] != "SUCCESS" {
-		// No signature covers such a message: it proves nothing.
-		s.refuse(w, r, channel, replyV2XML, badRequest("return_code is not SUCCESS: nothing to record", nil))
-		return
-	}
-	m, ok := s.Merchants.Get(fields["mch_id"])
-	if !ok {
-		s.refuse(w, r, channel, replyV2XML, badRequest("unknown merchant", nil))
 		return
 	}
 	if err := wechatpay.VerifyV2(fields, m.APIKey.Reveal()); err != nil {
@@ -53,6 +39,29 @@ func (s *Server) v2Notify(w http.ResponseWriter, r *http.Request) {
 	}
 	p := n.Payment(domain.Evidence{Channel: "wechatpay-v2-notify", Body: string(body), ReceivedAt: received})
 	s.recordPayment(w, r, channel, replyV2XML, p, received)
+}
+
+// readV2 does what every v2 endpoint does first: read the body within the
+// limit, parse it safely (no DTD, flat, no duplicate elements), refuse a
+// return_code other than SUCCESS (such a message carries no signature and
+// proves nothing), and find the merchant by mch_id.
+func (s *Server) readV2(w http.ResponseWriter, r *http.Request) ([]byte, wechatpay.Fields, *merchant.Merchant, error) {
+	body, err := readBody(w, r, MaxNotifyBody)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fields, err := wechatpay.ParseV2(body)
+	if err != nil {
+		return nil, nil, nil, badRequest("malformed notification", err)
+	}
+	if fields["return_code"] != "SUCCESS" {
+		return nil, nil, nil, badRequest("return_code is not SUCCESS: nothing to record", nil)
+	}
+	m, ok := s.Merchants.Get(fields["mch_id"])
+	if !ok {
+		return nil, nil, nil, badRequest("unknown merchant", nil)
+	}
+	return body, fields, m, nil
 }
 
 // recordPayment appends a verified payment and replies. It is shared by the

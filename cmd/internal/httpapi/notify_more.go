@@ -17,23 +17,9 @@ import (
 func (s *Server) v2RefundNotify(w http.ResponseWriter, r *http.Request) {
 	const channel = "v2-refund"
 	received := s.Now()
-	body, err := readBody(w, r, MaxNotifyBody)
+	body, fields, m, err := s.readV2(w, r)
 	if err != nil {
 		s.refuse(w, r, channel, replyV2XML, err)
-		return
-	}
-	fields, err := wechatpay.ParseV2(body)
-	if err != nil {
-		s.refuse(w, r, channel, replyV2XML, badRequest("malformed notification", err))
-		return
-	}
-	if fields["return_code"] != "SUCCESS" {
-		s.refuse(w, r, channel, replyV2XML, badRequest("return_code is not SUCCESS: nothing to record", nil))
-		return
-	}
-	m, ok := s.Merchants.Get(fields["mch_id"])
-	if !ok {
-		s.refuse(w, r, channel, replyV2XML, badRequest("unknown merchant", nil))
 		return
 	}
 	plain, err := wechatpay.DecryptV2RefundReqInfo(fields["req_info"], m.APIKey.Reveal())
