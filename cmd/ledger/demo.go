@@ -23,7 +23,7 @@ import (
 
 func demoCommand() *command {
 	c := &command{
-		name: "demo",
+		name:    "demo",
 		summary: "run the main job end to end on a throw-away embedded ledger and print the results",
 		usage: "demo [--data DIR] [--keep] [-v]\n\n" +
 			"Places orders, then plays WeChat Pay against the real server: the retry series, concurrent copies,\n" +

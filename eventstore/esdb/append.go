@@ -102,7 +102,7 @@ func (s *Store) appendOnce(ctx context.Context, name string, expected eventstore
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	if res, err, decided := decide(stored, expected, events); decided {
+	if res, decided, err := decide(stored, expected, events); decided {
 		return res, err
 	}
 	wr, err := call(s, ctx, func(ctx context.Context, cn *conn) (*esdbclient.WriteResult, error) {
@@ -115,7 +115,7 @@ func (s *Store) appendOnce(ctx context.Context, name string, expected eventstore
 		if rerr != nil {
 			return eventstore.AppendResult{}, errors.Join(fmt.Errorf("%w (%w)", eventstore.ErrWrongExpectedRevision, err), rerr)
 		}
-		if res, derr, decided := decide(stored, expected, events); decided && (derr == nil || errors.Is(derr, eventstore.ErrEventIDConflict)) {
+		if res, decided, derr := decide(stored, expected, events); decided && (derr == nil || errors.Is(derr, eventstore.ErrEventIDConflict)) {
 			return res, derr
 		}
 		return eventstore.AppendResult{}, fmt.Errorf("%w (%w)", eventstore.ErrWrongExpectedRevision, err)
@@ -145,23 +145,23 @@ func (s *Store) appendOnce(ctx context.Context, name string, expected eventstore
 // decide applies the contract to the stream as stored (stored is the whole
 // stream, in revision order). decided is false when the events must be
 // written.
-func decide(stored []eventstore.RecordedEvent, expected eventstore.ExpectedRevision, events []eventstore.EventData) (res eventstore.AppendResult, err error, decided bool) {
+func decide(stored []eventstore.RecordedEvent, expected eventstore.ExpectedRevision, events []eventstore.EventData) (res eventstore.AppendResult, decided bool, err error) {
 	k := len(events)
 	cur, base := int64(-1), int64(0) // last revision (-1: no stream), first stored revision
 	if len(stored) > 0 {
 		cur, base = int64(stored[len(stored)-1].Revision), int64(stored[0].Revision)
 	}
-	duplicate := func(last eventstore.RecordedEvent) (eventstore.AppendResult, error, bool) {
-		return eventstore.AppendResult{NextExpected: last.Revision, Position: last.Position, Duplicate: true}, nil, true
+	duplicate := func(last eventstore.RecordedEvent) (eventstore.AppendResult, bool, error) {
+		return eventstore.AppendResult{NextExpected: last.Revision, Position: last.Position, Duplicate: true}, true, nil
 	}
-	conflict := func(e eventstore.EventData, at eventstore.RecordedEvent) (eventstore.AppendResult, error, bool) {
-		return eventstore.AppendResult{}, fmt.Errorf("%w: event %s is stored at revision %d", eventstore.ErrEventIDConflict, e.ID, at.Revision), true
+	conflict := func(e eventstore.EventData, at eventstore.RecordedEvent) (eventstore.AppendResult, bool, error) {
+		return eventstore.AppendResult{}, true, fmt.Errorf("%w: event %s is stored at revision %d", eventstore.ErrEventIDConflict, e.ID, at.Revision)
 	}
-	wrong := func() (eventstore.AppendResult, error, bool) {
+	wrong := func() (eventstore.AppendResult, bool, error) {
 		if cur < 0 {
-			return eventstore.AppendResult{}, fmt.Errorf("%w: expected %v, stream does not exist", eventstore.ErrWrongExpectedRevision, expected), true
+			return eventstore.AppendResult{}, true, fmt.Errorf("%w: expected %v, stream does not exist", eventstore.ErrWrongExpectedRevision, expected)
 		}
-		return eventstore.AppendResult{}, fmt.Errorf("%w: expected %v, stream is at revision %d", eventstore.ErrWrongExpectedRevision, expected, cur), true
+		return eventstore.AppendResult{}, true, fmt.Errorf("%w: expected %v, stream is at revision %d", eventstore.ErrWrongExpectedRevision, expected, cur)
 	}
 	// Where (index in stored) each ID of the batch is already stored.
 	at := make([]int, k)
@@ -215,13 +215,13 @@ func decide(stored []eventstore.RecordedEvent, expected eventstore.ExpectedRevis
 				return conflict(e, stored[at[i]])
 			}
 		}
-		return eventstore.AppendResult{}, nil, false
+		return eventstore.AppendResult{}, false, nil
 	default: // any, stream exists
 		if expected.Kind == eventstore.ExpectStreamExists && cur < 0 {
 			return wrong()
 		}
 		if !anyStored {
-			return eventstore.AppendResult{}, nil, false
+			return eventstore.AppendResult{}, false, nil
 		}
 		// Some are stored already: a duplicate only if all of them are,
 		// one after the other and in order, with the same content.
