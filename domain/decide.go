@@ -46,7 +46,7 @@ func SamePlacement(a, b OrderPlaced) bool {
 func DecideClose(o Order, cmd OrderClosed) ([]Event, error) {
 	switch {
 	case o.Placed == nil:
-		return nil, fmt.Errorf("%w: %s/%s was never placed", ErrNotClosable, cmd.MchID, cmd.OutTradeNo)
+		return nil, fmt.Errorf("%w: %s/%s", ErrUnknownOrder, cmd.MchID, cmd.OutTradeNo)
 	case o.Closed != nil:
 		return nil, nil
 	case o.Payment != nil:
@@ -165,6 +165,31 @@ func DecideRefund(o Order, r Refund, now time.Time) []Event {
 		}
 	}
 	return fresh(o, events...)
+}
+
+// DecideIDReused records a verified payment or refund notification whose
+// WeChat id is already recorded on another order (the store refuses the
+// event's deterministic ID there). It books no money: it records the
+// notification whole as an ID_REUSED anomaly, keyed by this order, so the
+// retries of it are no-ops and nothing is dropped. Exactly one of p and r
+// is non-nil.
+func DecideIDReused(o Order, p *Payment, r *Refund, now time.Time) []Event {
+	a := AnomalyDetected{Code: IDReused, DetectedAt: now}
+	switch {
+	case p != nil:
+		pp := *p
+		a.MchID, a.OutTradeNo, a.TransactionID, a.NotifiedFee, a.Payment = p.MchID, p.OutTradeNo, p.TransactionID, p.TotalFee, &pp
+		a.Detail = "transaction_id " + p.TransactionID + " is already recorded on another order"
+	case r != nil:
+		a.MchID, a.OutTradeNo, a.TransactionID, a.RefundID, a.NotifiedFee = r.MchID, r.OutTradeNo, r.TransactionID, r.RefundID, r.RefundFee
+		a.Detail = "refund_id " + r.RefundID + " (" + r.Status + ") is already recorded on another order"
+	default:
+		return nil
+	}
+	if o.Placed != nil {
+		a.ExpectedFee = o.Placed.TotalFee
+	}
+	return fresh(o, a)
 }
 
 // fresh drops events whose ID the stream already holds, and duplicates

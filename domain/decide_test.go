@@ -531,8 +531,8 @@ func decideCases() []decideCase {
 			name: "close refunded: ErrNotClosable", given: hist(with(fullPaid, refund("r1", domain.RefundStatusSuccess, fee))...),
 			when: closeCmd(), err: domain.ErrNotClosable, status: domain.StatusRefunded, paid: fee, refunded: fee,
 		},
-		{name: "close never placed: ErrNotClosable", when: closeCmd(), err: domain.ErrNotClosable, status: domain.StatusPending},
-		{name: "close unknown but paid: ErrNotClosable", given: hist(pay(tx1, fee)), when: closeCmd(), err: domain.ErrNotClosable, status: domain.StatusPaid, paid: fee},
+		{name: "close never placed: ErrUnknownOrder", when: closeCmd(), err: domain.ErrUnknownOrder, status: domain.StatusPending},
+		{name: "close unknown but paid: ErrUnknownOrder", given: hist(pay(tx1, fee)), when: closeCmd(), err: domain.ErrUnknownOrder, status: domain.StatusPaid, paid: fee},
 		{
 			name: "close after AMOUNT_MISMATCH: closed, anomaly kept", given: hist(placed, pay(tx1, 1)),
 			when: closeCmd(), then: []string{"OrderClosed 20261130-a_b"}, status: domain.StatusClosed,

@@ -38,6 +38,11 @@ const (
 	// RefundExceedsPaid: the refunds of an order add up to more than was
 	// paid for it.
 	RefundExceedsPaid = "REFUND_EXCEEDS_PAID"
+	// IDReused: a signed notification whose WeChat transaction or refund
+	// id is already recorded on another order of the merchant. WeChat's
+	// ids are unique, so this is for finance to investigate; the
+	// notification is recorded here, never dropped, and changes no money.
+	IDReused = "ID_REUSED"
 )
 
 // Event is one of the closed set of ledger events below.
@@ -188,7 +193,7 @@ func (e PaymentFailed) eventID() [16]byte {
 }
 func (e AnomalyDetected) eventID() [16]byte {
 	key := e.TransactionID
-	if e.RefundID != "" && (e.Code == RefundExceedsPaid || e.TransactionID == "") {
+	if e.RefundID != "" && (e.Code == RefundExceedsPaid || e.Code == IDReused || e.TransactionID == "") {
 		key = e.RefundID
 	}
 	return EventID(e.MchID, e.OutTradeNo, key, TypeAnomalyDetected, e.Code)

@@ -26,8 +26,10 @@ var (
 	ErrOrderConflict = errors.New("domain: order already placed with other content")
 	// ErrInvalid: a command breaks an invariant (non-positive fee, empty id...).
 	ErrInvalid = errors.New("domain: invalid command")
-	// ErrNotClosable: the order cannot be closed (not placed, or paid).
+	// ErrNotClosable: the order cannot be closed (it is paid).
 	ErrNotClosable = errors.New("domain: order cannot be closed")
+	// ErrUnknownOrder: the command needs an order that was never placed.
+	ErrUnknownOrder = errors.New("domain: order was never placed")
 )
 
 // StreamPrefix starts the name of every order stream.

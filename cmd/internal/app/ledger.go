@@ -27,6 +27,11 @@ import (
 // Nothing was acknowledged; the caller answers "retry later".
 var ErrContention = errors.New("app: too much contention on the order stream")
 
+// errIDReused: an event ID is stored on another stream (the store says so
+// twice in a row, even after a fresh read): a WeChat id reused across
+// orders. RecordPayment and RecordRefund then record an ID_REUSED anomaly.
+var errIDReused = errors.New("app: event id already stored on another stream")
+
 // ErrCorruptStream: a stored event of a known type could not be decoded.
 // The stream is left alone and the notification is not acknowledged.
 var ErrCorruptStream = errors.New("app: stored event cannot be decoded")
@@ -116,9 +121,16 @@ func (l *Ledger) RecordPayment(ctx context.Context, p domain.Payment) (Outcome, 
 		return Outcome{}, fmt.Errorf("%w: successful payment without transaction_id", domain.ErrInvalid)
 	}
 	now := l.now()
-	return l.execute(ctx, domain.StreamID(p.MchID, p.OutTradeNo), func(o domain.Order) ([]domain.Event, error) {
+	stream := domain.StreamID(p.MchID, p.OutTradeNo)
+	out, err := l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) {
 		return domain.DecidePayment(o, p, now), nil
 	})
+	if errors.Is(err, errIDReused) {
+		return l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) {
+			return domain.DecideIDReused(o, &p, nil, now), nil
+		})
+	}
+	return out, err
 }
 
 // RecordRefund records a verified refund notification exactly once.
@@ -127,9 +139,16 @@ func (l *Ledger) RecordRefund(ctx context.Context, r domain.Refund) (Outcome, er
 		return Outcome{}, fmt.Errorf("%w: refund without mch_id, out_trade_no or refund_id", domain.ErrInvalid)
 	}
 	now := l.now()
-	return l.execute(ctx, domain.StreamID(r.MchID, r.OutTradeNo), func(o domain.Order) ([]domain.Event, error) {
+	stream := domain.StreamID(r.MchID, r.OutTradeNo)
+	out, err := l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) {
 		return domain.DecideRefund(o, r, now), nil
 	})
+	if errors.Is(err, errIDReused) {
+		return l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) {
+			return domain.DecideIDReused(o, nil, &r, now), nil
+		})
+	}
+	return out, err
 }
 
 // Load returns the current state of an order stream (read-only).
@@ -144,6 +163,7 @@ func (l *Ledger) Load(ctx context.Context, mchID, outTradeNo string) (Outcome, e
 // execute is the one loop every use case runs: load, decide, append at the
 // revision loaded; on a conflict drop the cached state and go again.
 func (l *Ledger) execute(ctx context.Context, stream string, decide func(domain.Order) ([]domain.Event, error)) (Outcome, error) {
+	idConflicts := 0 // consecutive ErrEventIDConflict answers
 	for attempt := 1; attempt <= l.maxAttempts; attempt++ {
 		st, err := l.load(ctx, stream)
 		if err != nil {
@@ -169,6 +189,17 @@ func (l *Ledger) execute(ctx context.Context, stream string, decide func(domain.
 			expected = eventstore.Exact(uint64(st.revision))
 		}
 		res, err := l.store.Append(ctx, stream, expected, data...)
+		if errors.Is(err, eventstore.ErrEventIDConflict) {
+			// Once is a concurrent copy that won with other evidence bytes;
+			// the re-read below finds it and decides to nothing. Twice in a
+			// row, after that re-read, means the ID lives on another stream.
+			if idConflicts++; idConflicts >= 2 {
+				l.cache.drop(stream)
+				return Outcome{}, fmt.Errorf("append %s: %w: %w", stream, errIDReused, err)
+			}
+		} else {
+			idConflicts = 0
+		}
 		switch {
 		case errors.Is(err, eventstore.ErrWrongExpectedRevision), errors.Is(err, eventstore.ErrEventIDConflict):
 			// Someone else wrote first (often: a concurrent copy of the

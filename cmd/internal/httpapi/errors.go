@@ -62,8 +62,10 @@ func classify(err error) (status int, msg string, fields map[string]string) {
 		return rj.status, rj.msg, rj.fields
 	case errors.Is(err, domain.ErrOrderConflict):
 		return http.StatusConflict, "out_trade_no already placed with other content", nil
+	case errors.Is(err, domain.ErrUnknownOrder):
+		return http.StatusNotFound, "order not found", nil
 	case errors.Is(err, domain.ErrNotClosable):
-		return http.StatusConflict, "order cannot be closed", nil
+		return http.StatusConflict, "order cannot be closed: it is paid", nil
 	case errors.Is(err, domain.ErrInvalid):
 		return http.StatusBadRequest, "invalid request", nil
 	case errors.Is(err, app.ErrContention):
