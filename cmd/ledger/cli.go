@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // command is one subcommand.
@@ -42,12 +43,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {
-		if len(args) > 1 {
+		if len(args) > 1 && args[1] != "help" {
 			if c, ok := commands[args[1]]; ok {
 				c.run(ctx, env, []string{"-h"})
 				return 0
 			}
 			fmt.Fprintf(stderr, "ledger: unknown command %q\n\n", args[1])
+			printHelp(stderr)
+			return 2
 		}
 		printHelp(stdout)
 		return 0
@@ -70,17 +73,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 	return 1
 }
 
-var registered bool
+// registerOnce fills commands on the first Main; Main may run on several
+// goroutines at once (the tests do), so the map is written exactly once.
+var registerOnce sync.Once
 
 func registerAll() {
-	if registered {
-		return
-	}
-	registered = true
-	register(serveCommand())
-	register(demoCommand())
-	register(rebuildCommand())
-	register(loadgenCommand())
+	registerOnce.Do(func() {
+		register(serveCommand())
+		register(demoCommand())
+		register(rebuildCommand())
+		register(loadgenCommand())
+	})
 }
 
 func printHelp(w io.Writer) {
@@ -156,7 +159,7 @@ func (l *logFlags) register(fs *flag.FlagSet) {
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {
-		return nil, fmt.Errorf("%w: --log-level %q", errUsage, l.level)
+		return nil, fmt.Errorf("%w: --log-level %q (debug, info, warn or error)", errUsage, l.level)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch l.format {

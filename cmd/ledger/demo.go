@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -32,12 +33,19 @@ func demoCommand() *command {
 	c.run = func(ctx context.Context, env *cliEnv, args []string) error {
 		fs := newFlagSet(c, env)
 		data := fs.String("data", "", "data folder for the demo ledger (default: a new temporary folder, removed afterwards)")
-		keep := fs.Bool("keep", false, "keep the data folder afterwards (to inspect events.db with sqlite3, or run `ledger rebuild --data` on it)")
+		keep := fs.Bool("keep", false, "keep the data folder afterwards, to inspect events.db with sqlite3 or run 'ledger rebuild --data DIR' on it")
 		verbose := fs.Bool("v", false, "show the server's log")
 		if err := parse(fs, args); err != nil {
 			return err
 		}
 		dir := *data
+		if dir != "" {
+			// The demo writes sandbox orders and payments, and a ledger is
+			// append-only: never mix them into a real one.
+			if _, err := os.Stat(filepath.Join(dir, eventsFile)); err == nil {
+				return fmt.Errorf("%w: --data %s already holds a ledger (%s); the demo only runs on a new folder", errUsage, dir, eventsFile)
+			}
+		}
 		if dir == "" {
 			tmp, err := os.MkdirTemp("", "ledger-demo-")
 			if err != nil {
@@ -144,9 +152,9 @@ func runDemo(ctx context.Context, out io.Writer, dir string, logger *slog.Logger
 		return wxsim.PayParams{OutTradeNo: s.outTradeNo, TransactionID: tx, TotalFee: fee}
 	}
 	scenarios := []*demoScenario{
-		{outTradeNo: otn(1), what: "paid; WeChat's whole retry series (15 copies)", fee: 2990,
+		{outTradeNo: otn(1), what: "paid; first delivery + WeChat's 15 retries", fee: 2990,
 			play: func(ctx context.Context, d *demo, s *demoScenario) error {
-				return d.replay(ctx, s, "/wechatpay/v2/notify", wxsim.V2Request(d.m.V2Pay(pay(s, d.txID(), 2990))), 15)
+				return d.replay(ctx, s, "/wechatpay/v2/notify", wxsim.V2Request(d.m.V2Pay(pay(s, d.txID(), 2990))), 1+len(wxsim.Schedule()))
 			}},
 		{outTradeNo: otn(2), what: "paid; 64 concurrent copies", fee: 100,
 			play: func(ctx context.Context, d *demo, s *demoScenario) error {
@@ -274,8 +282,8 @@ func runDemo(ctx context.Context, out io.Writer, dir string, logger *slog.Logger
 	}
 	fmt.Fprintf(out, "\ndaily totals (Beijing day %s):\n", today)
 	for _, t := range tot.Days {
-		fmt.Fprintf(out, "  orders placed %d, payments %d = %s, refunds %d = %s, net %s, anomalies %v\n",
-			t.OrdersPlaced, t.Payments, yuan(t.PaymentsFee), t.Refunds, yuan(t.RefundsFee), yuan(t.NetFee), t.Anomalies)
+		fmt.Fprintf(out, "  orders placed %d, payments %d = %s yuan, refunds %d = %s, net %s; anomalies: %s\n",
+			t.OrdersPlaced, t.Payments, yuan(t.PaymentsFee), t.Refunds, yuan(t.RefundsFee), yuan(t.NetFee), formatAnomalies(t.Anomalies))
 	}
 
 	// The proof: count what the store holds, straight from the global log.
@@ -358,6 +366,21 @@ func formatCounts(c map[string]int) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+func formatAnomalies(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	codes := make([]string, 0, len(m))
+	for c := range m {
+		codes = append(codes, c)
+	}
+	sort.Strings(codes)
+	for i, c := range codes {
+		codes[i] = fmt.Sprintf("%s %d", c, m[c])
+	}
+	return strings.Join(codes, ", ")
 }
 
 // yuan formats fen as yuan with two decimals, exactly (no floats).

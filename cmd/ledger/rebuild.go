@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/orderledger/orderledger/projections"
@@ -20,6 +21,11 @@ func rebuildCommand() *command {
 		sf.register(fs, env)
 		if err := parse(fs, args); err != nil {
 			return err
+		}
+		if sf.store == "" {
+			if _, err := os.Stat(filepath.Join(sf.data, eventsFile)); err != nil {
+				return fmt.Errorf("no ledger in --data %s (%s not found)", sf.data, eventsFile)
+			}
 		}
 		lock, err := lockData(sf.data)
 		if err != nil {

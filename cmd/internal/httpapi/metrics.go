@@ -20,7 +20,10 @@ func newMetrics() *Metrics { return &Metrics{counters: map[string]*atomic.Int64{
 
 // Inc adds one to the counter notifications_total{channel,outcome}.
 func (m *Metrics) Inc(channel, outcome string) {
-	key := fmt.Sprintf(`ledger_notifications_total{channel=%q,outcome=%q}`, channel, outcome)
+	m.inc(fmt.Sprintf(`ledger_notifications_total{channel=%q,outcome=%q}`, channel, outcome))
+}
+
+func (m *Metrics) inc(key string) {
 	m.mu.Lock()
 	c, ok := m.counters[key]
 	if !ok {
@@ -29,6 +32,12 @@ func (m *Metrics) Inc(channel, outcome string) {
 	}
 	m.mu.Unlock()
 	c.Add(1)
+}
+
+// IncAnomaly adds one to ledger_anomalies_total{channel,code}: a separate
+// metric, so that summing notifications_total never counts one twice.
+func (m *Metrics) IncAnomaly(channel, code string) {
+	m.inc(fmt.Sprintf(`ledger_anomalies_total{channel=%q,code=%q}`, channel, code))
 }
 
 // Get returns the counter's value (for tests and the demo).
@@ -50,10 +59,16 @@ func (m *Metrics) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	b.WriteString("# HELP ledger_notifications_total WeChat Pay notifications by channel and outcome.\n")
-	b.WriteString("# TYPE ledger_notifications_total counter\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s %d\n", k, m.counters[k].Load())
+	for _, fam := range []struct{ name, help string }{
+		{"ledger_notifications_total", "WeChat Pay notifications by channel and outcome (recorded, duplicate, anomaly, rejected, store_error, signature_probe)."},
+		{"ledger_anomalies_total", "Anomalies recorded, by channel and code."},
+	} {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s counter\n", fam.name, fam.help, fam.name)
+		for _, k := range keys {
+			if strings.HasPrefix(k, fam.name+"{") {
+				fmt.Fprintf(&b, "%s %d\n", k, m.counters[k].Load())
+			}
+		}
 	}
 	m.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")

@@ -55,7 +55,9 @@ func (s *Server) readV2(w http.ResponseWriter, r *http.Request) ([]byte, wechatp
 		return nil, nil, nil, badRequest("malformed notification", err)
 	}
 	if fields["return_code"] != "SUCCESS" {
-		return nil, nil, nil, badRequest("return_code is not SUCCESS: nothing to record", nil)
+		// The public message goes into the FAIL reply: it must not contain
+		// the word SUCCESS, which a careless reader takes for an ack.
+		return nil, nil, nil, badRequest("return_code reports a failure: nothing to record", nil)
 	}
 	m, ok := s.Merchants.Get(fields["mch_id"])
 	if !ok {
@@ -90,7 +92,7 @@ func (s *Server) acknowledge(w http.ResponseWriter, r *http.Request, channel str
 		types = append(types, e.EventType())
 		if a, ok := e.(domain.AnomalyDetected); ok {
 			outcome = "anomaly"
-			s.metrics.Inc(channel, "anomaly_"+a.Code)
+			s.metrics.IncAnomaly(channel, a.Code)
 		}
 	}
 	s.metrics.Inc(channel, outcome)

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -90,15 +92,40 @@ func decodeJSON(body []byte, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) && ute.Field != "" {
-			return invalidFields(map[string]string{ute.Field: "must be a " + ute.Type.String()})
+		if errors.As(err, &ute) {
+			if ute.Field == "" {
+				return badRequest("body must be a JSON object", err)
+			}
+			return invalidFields(map[string]string{ute.Field: "must be " + jsonKind(ute.Type.Kind())})
+		}
+		// encoding/json reports unknown fields only in its message.
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return invalidFields(map[string]string{strings.Trim(name, `"`): "unknown field"})
 		}
 		return badRequest("body is not valid JSON for this request: "+publicJSONError(err), err)
 	}
-	if dec.More() {
+	// Only the end of input may follow. dec.More() is not enough: it
+	// reports false before a stray '}' or ']', so `{...}}` would pass.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("trailing data after the JSON body", nil)
 	}
 	return nil
+}
+
+// jsonKind names a Go kind in JSON terms for error messages.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number of fen within range"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Struct:
+		return "an RFC 3339 time or an object, as documented"
+	}
+	return "of another type"
 }
 
 // publicJSONError keeps the decoder's message (it names the field or the
@@ -279,16 +306,17 @@ func (s *Server) dailyTotals(w http.ResponseWriter, r *http.Request) {
 	if fromS == "" {
 		fromS = today
 	}
-	if toS == "" {
-		toS = fromS
-	}
 	bad := map[string]string{}
 	from, err := time.ParseInLocation(time.DateOnly, fromS, beijing)
 	if err != nil {
 		bad["from"] = "must be a date YYYY-MM-DD (Beijing time)"
 	}
-	to, err := time.ParseInLocation(time.DateOnly, toS, beijing)
-	if err != nil {
+	to := from
+	if toS == "" {
+		// One day; a bad from is reported once, not also as a bad to
+		// that the caller never sent.
+		toS = fromS
+	} else if to, err = time.ParseInLocation(time.DateOnly, toS, beijing); err != nil {
 		bad["to"] = "must be a date YYYY-MM-DD (Beijing time)"
 	}
 	if len(bad) == 0 && to.Before(from) {
