@@ -63,6 +63,10 @@ func (s *Server) readV2(w http.ResponseWriter, r *http.Request) ([]byte, wechatp
 	if !ok {
 		return nil, nil, nil, badRequest("unknown merchant", nil)
 	}
+	if m.APIKey.IsZero() {
+		// Never verify against an empty key: anyone could sign with it.
+		return nil, nil, nil, badRequest("merchant has no v2 API key configured", nil)
+	}
 	return body, fields, m, nil
 }
 

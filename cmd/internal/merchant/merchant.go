@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -60,7 +61,8 @@ type Merchant struct {
 	AppID  string   // the main appid
 	AppIDs []string // every appid orders may be placed under (AppID first)
 	// APIKey is the v2 API key: verifies v2 payment notifications and is the
-	// source of the v2 refund req_info key.
+	// source of the v2 refund req_info key. Empty for a v3-only merchant,
+	// whose v2 notifications are then refused.
 	APIKey Secret
 	// APIv3Key decrypts v3 notification resources (exactly 32 bytes).
 	APIv3Key Secret
@@ -70,8 +72,12 @@ type Merchant struct {
 	Certificates [][]byte
 }
 
-// AllowsAppID reports whether appid belongs to this merchant.
+// AllowsAppID reports whether appid belongs to this merchant: its AppID or
+// one of AppIDs (a Merchant built in code may leave AppIDs empty).
 func (m *Merchant) AllowsAppID(appid string) bool {
+	if appid != "" && appid == m.AppID {
+		return true
+	}
 	for _, a := range m.AppIDs {
 		if a == appid {
 			return true
@@ -151,6 +157,11 @@ func Load(path string, getenv func(string) string) (*Registry, error) {
 	if err := dec.Decode(&entries); err != nil {
 		return nil, fmt.Errorf("%w: %s: not a JSON array of merchants: %w", ErrConfig, path, err)
 	}
+	// Decode reads one value; anything after it (a second array left by a
+	// bad merge, a stray bracket) would otherwise be dropped in silence.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %s: unexpected data after the JSON array of merchants", ErrConfig, path)
+	}
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("%w: %s lists no merchant", ErrConfig, path)
 	}
@@ -183,23 +194,25 @@ func Load(path string, getenv func(string) string) (*Registry, error) {
 				m.AppIDs = append(m.AppIDs, a)
 			}
 		}
-		apiKey := e.APIKey
+		apiKey, apiKeyFrom := e.APIKey, "api_key"
 		if v := getenv("LEDGER_API_KEY_" + e.MchID); v != "" {
-			apiKey = v
+			apiKey, apiKeyFrom = v, "LEDGER_API_KEY_"+e.MchID
 		}
-		apiv3 := e.APIv3Key
+		apiv3, apiv3From := e.APIv3Key, "apiv3_key"
 		if v := getenv("LEDGER_APIV3_KEY_" + e.MchID); v != "" {
-			apiv3 = v
+			apiv3, apiv3From = v, "LEDGER_APIV3_KEY_"+e.MchID
 		}
 		m.APIKey, m.APIv3Key = NewSecret(apiKey), NewSecret(apiv3)
-		if apiKey == "" {
-			bad("api_key is missing (in the file or LEDGER_API_KEY_%s)", e.MchID)
-		} else if len(apiKey) != 32 {
-			bad("api_key must be the 32-character v2 API key, got %d characters", len(apiKey))
+		if apiKey != "" && len(apiKey) != 32 {
+			bad("%s must be the 32-character v2 API key, got %d characters", apiKeyFrom, len(apiKey))
 		}
 		if apiv3 != "" && len(apiv3) != 32 {
-			bad("apiv3_key must be exactly 32 bytes, got %d", len(apiv3))
+			bad("%s must be exactly 32 bytes, got %d", apiv3From, len(apiv3))
 		}
+		// Judged on what the entry configures, not on what could be read,
+		// so that an unreadable key file and a missing apiv3_key are both
+		// reported at once.
+		wantsV3 := e.PublicKey != "" || e.PublicKeyID != "" || len(e.PlatformCertificates) > 0
 		if e.PublicKey != "" || e.PublicKeyID != "" {
 			if !pubKeyID.MatchString(e.PublicKeyID) {
 				bad("wechatpay_public_key_id must look like PUB_KEY_ID_..., got %q", e.PublicKeyID)
@@ -220,8 +233,13 @@ func Load(path string, getenv func(string) string) (*Registry, error) {
 			}
 			m.Certificates = append(m.Certificates, pem)
 		}
-		if (len(m.PublicKeys) > 0 || len(m.Certificates) > 0) && apiv3 == "" {
+		switch {
+		case wantsV3 && apiv3 == "":
 			bad("v3 keys are configured but apiv3_key is missing (in the file or LEDGER_APIV3_KEY_%s)", e.MchID)
+		case !wantsV3 && apiv3 != "":
+			bad("apiv3_key is set but no wechatpay_public_key or platform_certificates to verify v3 notifications with")
+		case !wantsV3 && apiKey == "":
+			bad("no key at all: set api_key (v2, in the file or LEDGER_API_KEY_%s) and/or the v3 keys", e.MchID)
 		}
 		ms = append(ms, m)
 	}
