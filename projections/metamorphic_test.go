@@ -263,9 +263,24 @@ func checkOracle(t *testing.T, mem *memStore, rm *ReadModel) {
 			d.NetFee -= rf.RefundFee
 		}
 		for i, e := range events {
-			if a, ok := e.(domain.AnomalyDetected); ok {
-				day(mch, recs[i].RecordedAt).Anomalies[a.Code]++
+			a, ok := e.(domain.AnomalyDetected)
+			if !ok {
+				continue
 			}
+			d := day(mch, recs[i].RecordedAt)
+			d.Anomalies[a.Code]++
+			// The money the anomaly notified, from the event itself. When it
+			// records a payment (a duplicate, mismatched, after-close or
+			// unknown order's transaction), that is the money that arrived:
+			// the payment's own total_fee, not the order's amount.
+			if a.Payment != nil && a.NotifiedFee != a.Payment.TotalFee {
+				t.Errorf("%s: %s anomaly of transaction %s notified %d fen, its payment's total_fee is %d",
+					s, a.Code, a.TransactionID, a.NotifiedFee, a.Payment.TotalFee)
+			}
+			if d.AnomalyFees == nil {
+				d.AnomalyFees = map[string]int64{}
+			}
+			d.AnomalyFees[a.Code] += a.NotifiedFee
 		}
 	}
 	for mch, days := range totals {

@@ -332,7 +332,7 @@ func (rm *ReadModel) DailyTotals(ctx context.Context, mchID string, from, to tim
 	out := []DailyTotal{}
 	byDay := map[string]int{}
 	for rows.Next() {
-		d := DailyTotal{Anomalies: map[string]int64{}}
+		d := DailyTotal{Anomalies: map[string]int64{}, AnomalyFees: map[string]int64{}}
 		if err := rows.Scan(&d.Day, &d.OrdersPlaced, &d.Payments, &d.PaymentsFee, &d.CashFee, &d.Refunds, &d.RefundsFee, &d.NetFee); err != nil {
 			return nil, fmt.Errorf("read daily totals of %s: %w", mchID, err)
 		}
@@ -344,7 +344,7 @@ func (rm *ReadModel) DailyTotals(ctx context.Context, mchID string, from, to tim
 	}
 	rows.Close()
 
-	arows, err := tx.QueryContext(ctx, `SELECT day, code, count FROM daily_anomalies
+	arows, err := tx.QueryContext(ctx, `SELECT day, code, count, fee FROM daily_anomalies
 		WHERE mch_id = ? AND day BETWEEN ? AND ? ORDER BY day, code`, mchID, fromDay, toDay)
 	if err != nil {
 		return nil, fmt.Errorf("read daily anomalies of %s: %w", mchID, err)
@@ -352,8 +352,8 @@ func (rm *ReadModel) DailyTotals(ctx context.Context, mchID string, from, to tim
 	defer arows.Close()
 	for arows.Next() {
 		var day, code string
-		var n int64
-		if err := arows.Scan(&day, &code, &n); err != nil {
+		var n, fee int64
+		if err := arows.Scan(&day, &code, &n, &fee); err != nil {
 			return nil, fmt.Errorf("read daily anomalies of %s: %w", mchID, err)
 		}
 		i, ok := byDay[day]
@@ -363,6 +363,10 @@ func (rm *ReadModel) DailyTotals(ctx context.Context, mchID string, from, to tim
 			out = append(out, DailyTotal{Day: day, Anomalies: map[string]int64{}})
 		}
 		out[i].Anomalies[code] = n
+		if out[i].AnomalyFees == nil {
+			out[i].AnomalyFees = map[string]int64{}
+		}
+		out[i].AnomalyFees[code] = fee
 	}
 	if err := arows.Err(); err != nil {
 		return nil, fmt.Errorf("read daily anomalies of %s: %w", mchID, err)

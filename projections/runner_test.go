@@ -81,7 +81,8 @@ func TestCheckpointAtomicity(t *testing.T) {
 		t.Fatal(err)
 	}
 	jsonEqual(t, "totals", totals, `[{"day":"2024-03-02","orders_placed":2,"payments":2,"payments_fee":300,"cash_fee":280,
-		"refunds":0,"refunds_fee":0,"net_fee":300,"anomalies":{"DUPLICATE_PAYMENT":1}}]`)
+		"refunds":0,"refunds_fee":0,"net_fee":300,"anomalies":{"DUPLICATE_PAYMENT":1},
+		"anomaly_fees":{"DUPLICATE_PAYMENT":100}}]`)
 	if cp, _ := rm.Checkpoint(ctx); cp != end {
 		t.Fatalf("checkpoint %s, want %s", cp, end)
 	}

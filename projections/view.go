@@ -140,6 +140,13 @@ type DailyTotal struct {
 	NetFee       int64  `json:"net_fee"`       // PaymentsFee - RefundsFee, fen
 	// Anomalies counts the anomalies detected that day by code; never nil.
 	Anomalies map[string]int64 `json:"anomalies"`
+	// AnomalyFees sums, by code, the amount each anomaly notified (fen).
+	// For DUPLICATE_PAYMENT, AMOUNT_MISMATCH, APPID_MISMATCH,
+	// PAID_AFTER_CLOSE and ID_REUSED it is money that arrived but is not in
+	// PaymentsFee. An UNKNOWN_ORDER payment is booked and so already in
+	// PaymentsFee; REFUND_EXCEEDS_PAID carries the refunds' running total.
+	// Omitted when there is none.
+	AnomalyFees map[string]int64 `json:"anomaly_fees,omitempty"`
 }
 
 // viewOf builds the public view of a folded order.

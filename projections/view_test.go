@@ -90,7 +90,7 @@ func TestOrderViewAndTotals(t *testing.T) {
 					"notified_fee":1,"detail":"","detected_at":"2024-03-02T00:10:05+08:00"}],
 				"refunds":[],"revision":1,"position":"20/17"}`,
 			totals: `[{"day":"2024-03-01","orders_placed":1,"payments":0,"payments_fee":0,"cash_fee":0,"refunds":0,"refunds_fee":0,"net_fee":0,"anomalies":{}},
-				{"day":"2024-03-02","orders_placed":0,"payments":0,"payments_fee":0,"cash_fee":0,"refunds":0,"refunds_fee":0,"net_fee":0,"anomalies":{"AMOUNT_MISMATCH":1}}]`,
+				{"day":"2024-03-02","orders_placed":0,"payments":0,"payments_fee":0,"cash_fee":0,"refunds":0,"refunds_fee":0,"net_fee":0,"anomalies":{"AMOUNT_MISMATCH":1},"anomaly_fees":{"AMOUNT_MISMATCH":1}}]`,
 		},
 		{
 			// Money for an order never placed here: booked as paid, flagged.
@@ -103,7 +103,7 @@ func TestOrderViewAndTotals(t *testing.T) {
 				"anomalies":[{"code":"UNKNOWN_ORDER","transaction_id":"4200000002","refund_id":"","expected_fee":0,
 					"notified_fee":250,"detail":"","detected_at":"2024-03-02T11:00:02+08:00"}],
 				"refunds":[],"revision":1,"position":"20/17"}`,
-			totals: `[{"day":"2024-03-02","orders_placed":0,"payments":1,"payments_fee":250,"cash_fee":250,"refunds":0,"refunds_fee":0,"net_fee":250,"anomalies":{"UNKNOWN_ORDER":1}}]`,
+			totals: `[{"day":"2024-03-02","orders_placed":0,"payments":1,"payments_fee":250,"cash_fee":250,"refunds":0,"refunds_fee":0,"net_fee":250,"anomalies":{"UNKNOWN_ORDER":1},"anomaly_fees":{"UNKNOWN_ORDER":250}}]`,
 		},
 		{
 			// A second transaction is an anomaly, not a second payment.
@@ -116,7 +116,7 @@ func TestOrderViewAndTotals(t *testing.T) {
 				"anomalies":[{"code":"DUPLICATE_PAYMENT","transaction_id":"4200000009","refund_id":"","expected_fee":0,
 					"notified_fee":100,"detail":"order already paid by transaction 4200000001","detected_at":"2024-03-02T00:20:01+08:00"}],
 				"refunds":[],"revision":2,"position":"30/27"}`,
-			totals: `[{"day":"2024-03-02","orders_placed":1,"payments":1,"payments_fee":100,"cash_fee":100,"refunds":0,"refunds_fee":0,"net_fee":100,"anomalies":{"DUPLICATE_PAYMENT":1}}]`,
+			totals: `[{"day":"2024-03-02","orders_placed":1,"payments":1,"payments_fee":100,"cash_fee":100,"refunds":0,"refunds_fee":0,"net_fee":100,"anomalies":{"DUPLICATE_PAYMENT":1},"anomaly_fees":{"DUPLICATE_PAYMENT":100}}]`,
 		},
 		{
 			name: "partial refund", outTradeNo: "A1",
@@ -162,7 +162,7 @@ func TestOrderViewAndTotals(t *testing.T) {
 					"notified_fee":100,"detail":"order already paid by transaction 4200000001","detected_at":"2024-03-02T00:20:01+08:00"}],
 				"refunds":[{"refund_id":"5000009","out_refund_no":"R-5000009","refund_status":"SUCCESS","refund_fee":100,"succeeded_at":"2024-03-02T12:00:00+08:00"}],
 				"revision":3,"position":"40/37"}`,
-			totals: `[{"day":"2024-03-02","orders_placed":1,"payments":1,"payments_fee":100,"cash_fee":100,"refunds":1,"refunds_fee":100,"net_fee":0,"anomalies":{"DUPLICATE_PAYMENT":1}}]`,
+			totals: `[{"day":"2024-03-02","orders_placed":1,"payments":1,"payments_fee":100,"cash_fee":100,"refunds":1,"refunds_fee":100,"net_fee":0,"anomalies":{"DUPLICATE_PAYMENT":1},"anomaly_fees":{"DUPLICATE_PAYMENT":100}}]`,
 		},
 		{
 			// The payment notice came after the refund's. The refund has no
@@ -202,7 +202,7 @@ func TestOrderViewAndTotals(t *testing.T) {
 					"notified_fee":100,"detail":"","detected_at":"2024-03-02T00:30:01+08:00"}],
 				"refunds":[],"revision":2,"position":"30/27"}`,
 			totals: `[{"day":"2024-03-01","orders_placed":1,"payments":0,"payments_fee":0,"cash_fee":0,"refunds":0,"refunds_fee":0,"net_fee":0,"anomalies":{}},
-				{"day":"2024-03-02","orders_placed":0,"payments":0,"payments_fee":0,"cash_fee":0,"refunds":0,"refunds_fee":0,"net_fee":0,"anomalies":{"PAID_AFTER_CLOSE":1}}]`,
+				{"day":"2024-03-02","orders_placed":0,"payments":0,"payments_fee":0,"cash_fee":0,"refunds":0,"refunds_fee":0,"net_fee":0,"anomalies":{"PAID_AFTER_CLOSE":1},"anomaly_fees":{"PAID_AFTER_CLOSE":100}}]`,
 		},
 	}
 	for _, tc := range tests {
