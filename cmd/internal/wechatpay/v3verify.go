@@ -185,7 +185,10 @@ func (v *V3Verifier) Verify(h http.Header, body []byte) error {
 	}
 	skew := now().Unix() - sec
 	if skew <= -int64(MaxClockSkew/time.Second) || skew >= int64(MaxClockSkew/time.Second) {
-		return fmt.Errorf("%w: signed at %d, %d s from now", ErrStaleTimestamp, sec, skew)
+		if skew > 0 {
+			return fmt.Errorf("%w: signed at %d, %d s ago (limit %v)", ErrStaleTimestamp, sec, skew, MaxClockSkew)
+		}
+		return fmt.Errorf("%w: signed at %d, %d s in the future (limit %v)", ErrStaleTimestamp, sec, -skew, MaxClockSkew)
 	}
 	v.mu.RLock()
 	kv := v.keys[serial]
