@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -71,7 +72,7 @@ func (s *Server) v3Notify(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if verifier == nil {
-		s.refuse(w, r, channel, replyV3JSON, unauthorized("unknown Wechatpay-Serial", nil))
+		s.refuse(w, r, channel, replyV3JSON, unauthorized("unknown Wechatpay-Serial", fmt.Errorf("serial %.64q", serial)))
 		return
 	}
 	if err := verifier.Verify(r.Header, body); err != nil {
@@ -121,6 +122,6 @@ func (s *Server) v3Notify(w http.ResponseWriter, r *http.Request) {
 		}
 		s.recordRefund(w, r, channel, replyV3JSON, rf.Refund(evidence), received)
 	default:
-		s.refuse(w, r, channel, replyV3JSON, badRequest("unsupported event_type", nil))
+		s.refuse(w, r, channel, replyV3JSON, badRequest("unsupported event_type", fmt.Errorf("event_type %.64q", env.EventType)))
 	}
 }
