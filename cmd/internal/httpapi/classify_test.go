@@ -28,6 +28,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{"order conflict", wrap(domain.ErrOrderConflict), http.StatusConflict},
 		{"not closable", wrap(domain.ErrNotClosable), http.StatusConflict},
+		{"unknown order", wrap(domain.ErrUnknownOrder), http.StatusNotFound},
 		{"invalid", wrap(domain.ErrInvalid), http.StatusBadRequest},
 		{"contention", wrap(app.ErrContention), http.StatusServiceUnavailable},
 		{"store unavailable", wrap(eventstore.ErrUnavailable), http.StatusServiceUnavailable},

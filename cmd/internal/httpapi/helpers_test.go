@@ -100,6 +100,7 @@ type harness struct {
 	store   eventstore.Store // the real store
 	fake    *fakeStore       // what the ledger writes through
 	m       *wxsim.Merchant  // the configured merchant
+	v3only  *wxsim.Merchant  // a configured merchant without a v2 API key
 }
 
 func newHarness(t testing.TB) *harness {
@@ -127,9 +128,14 @@ func newHarness(t testing.TB) *harness {
 	})
 
 	m := newSandbox(t)
+	v3only := newSandbox(t)
 	reg := merchant.NewRegistry(&merchant.Merchant{
 		MchID: m.MchID, AppID: m.AppID, AppIDs: []string{m.AppID, "wxminiprogram0001"},
 		APIKey: merchant.NewSecret(m.APIKey), APIv3Key: merchant.NewSecret(m.APIv3Key),
+	}, &merchant.Merchant{
+		// No v2 API key: its v2 notifications must be refused.
+		MchID: v3only.MchID, AppID: v3only.AppID, AppIDs: []string{v3only.AppID},
+		APIv3Key: merchant.NewSecret(v3only.APIv3Key),
 	})
 	v3, err := m.Verifier()
 	if err != nil {
@@ -144,7 +150,7 @@ func newHarness(t testing.TB) *harness {
 		Now:       fixedClock,
 		V3:        map[string]*wechatpay.V3Verifier{m.MchID: v3},
 	})
-	return &harness{t: t, srv: srv, handler: srv.Handler(), store: store, fake: fake, m: m}
+	return &harness{t: t, srv: srv, handler: srv.Handler(), store: store, fake: fake, m: m, v3only: v3only}
 }
 
 // reply is a finished response.

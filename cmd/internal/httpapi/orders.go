@@ -322,7 +322,7 @@ func (s *Server) dailyTotals(w http.ResponseWriter, r *http.Request) {
 	if len(bad) == 0 && to.Before(from) {
 		bad["to"] = "must not be before from"
 	}
-	if len(bad) == 0 && to.Sub(from) > 366*24*time.Hour {
+	if len(bad) == 0 && to.Sub(from) > 365*24*time.Hour {
 		bad["to"] = "range is at most 366 days"
 	}
 	if len(bad) > 0 {
