@@ -131,8 +131,21 @@ func refundExcess(refunded int64, p Payment, now time.Time) AnomalyDetected {
 // refund of a transaction recorded as an anomaly (a duplicate, mismatched
 // or after-close payment) is recorded but returns that money, not the
 // order's: it does not count toward RefundedFee or the excess check. A
-// refund only moves forward (ABNORMAL -> SUCCESS or CLOSED); repeats and
-// late copies decide to no events.
+// successful refund of a transaction the order has never seen, once the
+// order is paid, is recorded, not counted, and flagged
+// REFUND_OF_UNKNOWN_TRANSACTION (a payment notice we never got); before
+// any payment such a refund is not flagged and counts as the order's until
+// a payment says otherwise. A refund only moves forward (ABNORMAL ->
+// SUCCESS or CLOSED); repeats and late copies decide to no events.
+//
+// DecideRefund does not validate its input; callers do (app.RecordRefund
+// refuses an empty refund_id). A status other than SUCCESS or CLOSED,
+// including an empty or unrecognised one, is recorded as ABNORMAL without
+// any error or flag. An empty RefundID is recorded as the refund "": its
+// events are keyed by the merchant and "" alone, so every id-less refund
+// of the order is taken for that same refund (a repeat, or a status
+// update of it), and one on another order of the merchant collides with
+// its event IDs.
 func DecideRefund(o Order, r Refund, now time.Time) []Event {
 	var e Event
 	switch r.Status {
@@ -144,8 +157,15 @@ func DecideRefund(o Order, r Refund, now time.Time) []Event {
 		r.Status = RefundStatusAbnormal
 		e = RefundAbnormal{r}
 	}
-	if rec, ok := o.Refunds[r.RefundID]; ok && refundRank(rec.Status) >= refundRank(r.Status) {
+	rec, known := o.Refunds[r.RefundID]
+	if known && refundRank(rec.Status) >= refundRank(r.Status) {
 		return nil
+	}
+	// The transaction the refund will be recorded against: applyRefund
+	// keeps the first one a refund named.
+	tx := r.TransactionID
+	if known && rec.TransactionID != "" {
+		tx = rec.TransactionID
 	}
 	events := []Event{e}
 	if r.Status == RefundStatusSuccess {
@@ -156,7 +176,18 @@ func DecideRefund(o Order, r Refund, now time.Time) []Event {
 				Detail: "refund for an order never placed here",
 			})
 		}
-		if o.Payment != nil && o.refundOfOrder(r.TransactionID) && o.RefundedFee+r.RefundFee > o.PaidFee {
+		if _, seen := o.Transactions[tx]; o.Payment != nil && tx != "" && !seen {
+			// No Payment on it: Evolve must not record tx as seen, so
+			// that its payment notice, if it comes, is still recorded
+			// (as a DUPLICATE_PAYMENT).
+			events = append(events, AnomalyDetected{
+				Code: RefundOfUnknownTransaction, MchID: r.MchID, OutTradeNo: r.OutTradeNo, TransactionID: tx,
+				RefundID: r.RefundID, NotifiedFee: r.RefundFee, DetectedAt: now,
+				Detail: fmt.Sprintf("refund of transaction %s, which this order has not recorded (it is paid by %s): a payment notification may be missing",
+					tx, o.Payment.TransactionID),
+			})
+		}
+		if o.Payment != nil && o.refundOfOrder(tx) && o.RefundedFee+r.RefundFee > o.PaidFee {
 			events = append(events, AnomalyDetected{
 				Code: RefundExceedsPaid, MchID: r.MchID, OutTradeNo: r.OutTradeNo, RefundID: r.RefundID,
 				ExpectedFee: o.PaidFee, NotifiedFee: o.RefundedFee + r.RefundFee, DetectedAt: now,

@@ -389,6 +389,29 @@ func decideCases() []decideCase {
 			when: refund("r1", "PROCESSING", 300), then: []string{"RefundAbnormal r1"}, status: domain.StatusPaid, paid: fee,
 		},
 		{
+			name: "refund with an empty status is ABNORMAL", given: hist(fullPaid...),
+			when: refund("r1", "", 300), then: []string{"RefundAbnormal r1"}, status: domain.StatusPaid, paid: fee,
+			check: func(t *testing.T, o domain.Order) {
+				if r := o.Refunds["r1"]; r == nil || r.Status != domain.RefundStatusAbnormal {
+					t.Errorf("refund = %+v", r)
+				}
+			},
+		},
+		{
+			// Not validated here (app.RecordRefund refuses it): an id-less
+			// refund is recorded as the refund "", and the next id-less
+			// refund is taken for the same one.
+			name:   "refunds with an empty refund_id: one refund \"\"",
+			given:  hist(with(fullPaid, refund("", domain.RefundStatusSuccess, 300))...),
+			when:   refund("", domain.RefundStatusSuccess, 200),
+			status: domain.StatusPartiallyRefunded, paid: fee, refunded: 300,
+			check: func(t *testing.T, o domain.Order) {
+				if r := o.Refunds[""]; r == nil || r.RefundFee != 300 || len(o.RefundOrder) != 1 {
+					t.Errorf("refund = %+v, order %q", r, o.RefundOrder)
+				}
+			},
+		},
+		{
 			name:  "refunds exceeding paid: REFUND_EXCEEDS_PAID",
 			given: hist(with(fullPaid, refund("r1", domain.RefundStatusSuccess, 600))...),
 			when:  refund("r2", domain.RefundStatusSuccess, 600),
@@ -521,6 +544,175 @@ func decideCases() []decideCase {
 			given: hist(placed, closeCmd(), pay(tx1, fee)),
 			when:  refund("r1", domain.RefundStatusSuccess, fee),
 			then:  []string{"RefundSucceeded r1 fee=1000"}, status: domain.StatusClosed,
+		},
+
+		// Refunds of a transaction the order has never seen: once the order
+		// is paid, a payment notice is missing (e.g. a lost second payment).
+		{
+			name:  "REFUND_OF_UNKNOWN_TRANSACTION: paid order, refund of an unseen transaction",
+			given: hist(fullPaid...),
+			when:  refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2)), times: 5,
+			then: []string{
+				"RefundSucceeded r1 fee=300",
+				"AnomalyDetected REFUND_OF_UNKNOWN_TRANSACTION tx=tx2 refund=r1 notified=300",
+			},
+			status: domain.StatusPaid, paid: fee,
+			check: func(t *testing.T, o domain.Order) {
+				if r := o.Refunds["r1"]; r == nil || r.Status != domain.RefundStatusSuccess || r.TransactionID != tx2 {
+					t.Errorf("refund = %+v", r)
+				}
+				if _, seen := o.Transactions[tx2]; seen {
+					t.Errorf("the refund's transaction became seen: %v", o.Transactions)
+				}
+				if a := o.Anomalies[0]; !strings.Contains(a.Detail, tx1) || !strings.Contains(a.Detail, tx2) {
+					t.Errorf("detail = %q", a.Detail)
+				}
+			},
+		},
+		{
+			name:  "REFUND_OF_UNKNOWN_TRANSACTION: one per refund of the unseen transaction",
+			given: hist(with(fullPaid, refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2)))...),
+			when:  refund("r2", domain.RefundStatusSuccess, 200, ofTx(tx2)),
+			then: []string{
+				"RefundSucceeded r2 fee=200",
+				"AnomalyDetected REFUND_OF_UNKNOWN_TRANSACTION tx=tx2 refund=r2 notified=200",
+			},
+			status: domain.StatusPaid, paid: fee,
+		},
+		{
+			name:  "REFUND_OF_UNKNOWN_TRANSACTION: not counted, so no REFUND_EXCEEDS_PAID",
+			given: hist(with(fullPaid, refund("r1", domain.RefundStatusSuccess, 800))...),
+			when:  refund("r2", domain.RefundStatusSuccess, 800, ofTx(tx2)),
+			then: []string{
+				"RefundSucceeded r2 fee=800",
+				"AnomalyDetected REFUND_OF_UNKNOWN_TRANSACTION tx=tx2 refund=r2 notified=800",
+			},
+			status: domain.StatusPartiallyRefunded, paid: fee, refunded: 800,
+		},
+		{
+			name:  "REFUND_OF_UNKNOWN_TRANSACTION on an unknown order that got paid",
+			given: hist(pay(tx1, 1200)),
+			when:  refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2)),
+			then: []string{
+				"RefundSucceeded r1 fee=300",
+				"AnomalyDetected REFUND_OF_UNKNOWN_TRANSACTION tx=tx2 refund=r1 notified=300",
+			},
+			status: domain.StatusPaid, paid: 1200,
+		},
+		{
+			name:  "refund ABNORMAL of an unseen transaction: no anomaly yet",
+			given: hist(fullPaid...),
+			when:  refund("r1", domain.RefundStatusAbnormal, 300, ofTx(tx2)),
+			then:  []string{"RefundAbnormal r1"}, status: domain.StatusPaid, paid: fee,
+		},
+		{
+			name:  "refund CLOSED of an unseen transaction: no money moved, no anomaly",
+			given: hist(fullPaid...),
+			when:  refund("r1", domain.RefundStatusClosed, 300, ofTx(tx2)),
+			then:  []string{"RefundClosed r1"}, status: domain.StatusPaid, paid: fee,
+		},
+		{
+			name:  "refund of an unseen transaction succeeds after ABNORMAL: flagged then",
+			given: hist(with(fullPaid, refund("r1", domain.RefundStatusAbnormal, 300, ofTx(tx2)))...),
+			when:  refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2)), times: 3,
+			then: []string{
+				"RefundSucceeded r1 fee=300",
+				"AnomalyDetected REFUND_OF_UNKNOWN_TRANSACTION tx=tx2 refund=r1 notified=300",
+			},
+			status: domain.StatusPaid, paid: fee,
+		},
+		{
+			name:  "refund ABNORMAL of an unseen transaction before payment, SUCCESS after: flagged",
+			given: hist(placed, refund("r1", domain.RefundStatusAbnormal, 300, ofTx(tx2)), pay(tx1, fee)),
+			when:  refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2)),
+			then: []string{
+				"RefundSucceeded r1 fee=300",
+				"AnomalyDetected REFUND_OF_UNKNOWN_TRANSACTION tx=tx2 refund=r1 notified=300",
+			},
+			status: domain.StatusPaid, paid: fee,
+		},
+		{
+			name:  "SUCCESS naming the payment for a refund recorded against an unseen transaction: flagged, not counted",
+			given: hist(with(fullPaid, refund("r1", domain.RefundStatusAbnormal, 300, ofTx(tx2)))...),
+			when:  refund("r1", domain.RefundStatusSuccess, 300),
+			then: []string{
+				"RefundSucceeded r1 fee=300",
+				"AnomalyDetected REFUND_OF_UNKNOWN_TRANSACTION tx=tx2 refund=r1 notified=300",
+			},
+			status: domain.StatusPaid, paid: fee,
+		},
+		{
+			name:  "refund without a transaction id on a paid order: the order's, not flagged",
+			given: hist(fullPaid...),
+			when:  refund("r1", domain.RefundStatusSuccess, 300, ofTx("")),
+			then:  []string{"RefundSucceeded r1 fee=300"}, status: domain.StatusPartiallyRefunded, paid: fee, refunded: 300,
+		},
+		{
+			name:  "refund of an AMOUNT_MISMATCH transaction on a paid order: seen, not flagged",
+			given: hist(placed, pay(tx3, 1), pay(tx1, fee)),
+			when:  refund("r1", domain.RefundStatusSuccess, 1, ofTx(tx3)),
+			then:  []string{"RefundSucceeded r1 fee=1"}, status: domain.StatusPaid, paid: fee,
+		},
+		{
+			name:  "refund of an unseen transaction before any payment: not flagged, counts",
+			given: hist(placed),
+			when:  refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2)),
+			then:  []string{"RefundSucceeded r1 fee=300"}, status: domain.StatusPending, refunded: 300,
+		},
+		{
+			name:  "its payment arrives: counted, not flagged",
+			given: hist(placed, refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2))),
+			when:  pay(tx2, fee),
+			then:  []string{"PaymentConfirmed tx2 fee=1000"}, status: domain.StatusPartiallyRefunded, paid: fee, refunded: 300,
+			check: func(t *testing.T, o domain.Order) {
+				if len(o.Anomalies) != 0 {
+					t.Errorf("anomalies = %s", anomalyCodes(o))
+				}
+			},
+		},
+		{
+			// Today's behaviour, kept: the refund came before any payment,
+			// so it was not flagged, and a later payment of another
+			// transaction does not flag it either; it stops counting.
+			name:  "refund of tx2 before any payment, then tx1 pays: not flagged, not counted",
+			given: hist(placed, refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2))),
+			when:  pay(tx1, fee),
+			then:  []string{"PaymentConfirmed tx1 fee=1000"}, status: domain.StatusPaid, paid: fee,
+			check: func(t *testing.T, o domain.Order) {
+				if len(o.Anomalies) != 0 {
+					t.Errorf("anomalies = %s", anomalyCodes(o))
+				}
+			},
+		},
+		{
+			name:  "the unseen transaction arrives later: DUPLICATE_PAYMENT, the refund returns it",
+			given: hist(with(fullPaid, refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2)))...),
+			when:  pay(tx2, fee), times: 5,
+			then:   []string{"AnomalyDetected DUPLICATE_PAYMENT tx=tx2 notified=1000 +payment"},
+			status: domain.StatusPaid, paid: fee,
+			check: func(t *testing.T, o domain.Order) {
+				if got := anomalyCodes(o); got != "REFUND_OF_UNKNOWN_TRANSACTION,DUPLICATE_PAYMENT" {
+					t.Errorf("anomalies = %s", got)
+				}
+				if o.Payment.TransactionID != tx1 || o.Transactions[tx2] != domain.DuplicatePayment {
+					t.Errorf("payment %s, transactions %v", o.Payment.TransactionID, o.Transactions)
+				}
+				if r := o.Refunds["r1"]; r == nil || r.TransactionID != tx2 || r.Status != domain.RefundStatusSuccess {
+					t.Errorf("refund = %+v", r)
+				}
+			},
+		},
+		{
+			name:  "after the unseen transaction arrived, its next refund is not flagged",
+			given: hist(with(fullPaid, refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2)), pay(tx2, fee))...),
+			when:  refund("r2", domain.RefundStatusSuccess, 700, ofTx(tx2)),
+			then:  []string{"RefundSucceeded r2 fee=700"}, status: domain.StatusPaid, paid: fee,
+		},
+		{
+			name:  "after the unseen transaction arrived, the order's own refund still counts",
+			given: hist(with(fullPaid, refund("r1", domain.RefundStatusSuccess, 300, ofTx(tx2)), pay(tx2, fee))...),
+			when:  refund("r2", domain.RefundStatusSuccess, fee),
+			then:  []string{"RefundSucceeded r2 fee=1000"}, status: domain.StatusRefunded, paid: fee, refunded: fee,
 		},
 
 		// Closing.

@@ -43,6 +43,17 @@ const (
 	// ids are unique, so this is for finance to investigate; the
 	// notification is recorded here, never dropped, and changes no money.
 	IDReused = "ID_REUSED"
+	// RefundOfUnknownTransaction: a successful refund, on an order that is
+	// paid, of a transaction this order has never recorded (neither its
+	// payment nor any anomaly). It hints at a payment notification that
+	// never arrived, e.g. a lost second payment. The refund is recorded
+	// and, as its money is not the order's, not counted in the order's
+	// refunded fee; NotifiedFee is the refund's fee. Keyed by the refund:
+	// one per refund. A refund that arrives before any payment is not
+	// flagged (its payment notice may simply be late). If the transaction
+	// later arrives as a payment, that is a DUPLICATE_PAYMENT and the
+	// refund returns that money.
+	RefundOfUnknownTransaction = "REFUND_OF_UNKNOWN_TRANSACTION"
 )
 
 // Event is one of the closed set of ledger events below.
@@ -193,7 +204,7 @@ func (e PaymentFailed) eventID() [16]byte {
 }
 func (e AnomalyDetected) eventID() [16]byte {
 	key := e.TransactionID
-	if e.RefundID != "" && (e.Code == RefundExceedsPaid || e.Code == IDReused || e.TransactionID == "") {
+	if e.RefundID != "" && (e.Code == RefundExceedsPaid || e.Code == IDReused || e.Code == RefundOfUnknownTransaction || e.TransactionID == "") {
 		key = e.RefundID
 	}
 	return EventID(e.MchID, e.OutTradeNo, key, TypeAnomalyDetected, e.Code)

@@ -18,7 +18,8 @@ var (
 	// notePool: payments of tx1 and tx2 (both the right amount: the second
 	// to arrive is a duplicate payment), tx3 (wrong amount), tx4 (wrong
 	// appid), two failures, and refunds of tx1, tx2 and tx3 through their
-	// life (ABNORMAL then SUCCESS or CLOSED).
+	// life (ABNORMAL then SUCCESS or CLOSED), and of a transaction whose
+	// payment notice never arrives.
 	notePool = []any{
 		pay(tx1, fee),
 		pay(tx2, fee),
@@ -34,6 +35,7 @@ var (
 		refund("r4", domain.RefundStatusClosed, 100),
 		refund("r5", domain.RefundStatusSuccess, fee, ofTx(tx2)),
 		refund("r6", domain.RefundStatusSuccess, 1, ofTx(tx3)),
+		refund("r7", domain.RefundStatusSuccess, 50, ofTx("4200000001202611300000000005")),
 	}
 )
 
@@ -150,6 +152,50 @@ func checkInvariants(t *testing.T, o domain.Order, events []domain.Event, steps 
 	exceeds := o.Payment != nil && o.RefundedFee > o.PaidFee
 	if flagged := slices.ContainsFunc(o.Anomalies, func(a domain.AnomalyRecord) bool { return a.Code == domain.RefundExceedsPaid }); flagged != exceeds {
 		t.Errorf("REFUND_EXCEEDS_PAID flagged=%v, refunds %d > paid %d is %v", flagged, o.RefundedFee, o.PaidFee, exceeds)
+	}
+	// REFUND_OF_UNKNOWN_TRANSACTION: exactly the refunds that succeeded
+	// while the order was paid, naming a transaction it had not seen; one
+	// each, never counted, and their transaction never becomes the
+	// order's payment.
+	var prefix domain.Order
+	for _, e := range events {
+		if rs, ok := e.(domain.RefundSucceeded); ok {
+			tx := rs.TransactionID
+			if rec := prefix.Refunds[rs.RefundID]; rec != nil && rec.TransactionID != "" {
+				tx = rec.TransactionID
+			}
+			_, seen := prefix.Transactions[tx]
+			want := 0
+			if prefix.Payment != nil && tx != "" && !seen {
+				want = 1
+			}
+			got := 0
+			for _, a := range o.Anomalies {
+				if a.Code == domain.RefundOfUnknownTransaction && a.RefundID == rs.RefundID {
+					got++
+					if a.TransactionID != tx || a.NotifiedFee != rs.RefundFee {
+						t.Errorf("%s of refund %s: tx %s notified %d, want tx %s notified %d",
+							a.Code, rs.RefundID, a.TransactionID, a.NotifiedFee, tx, rs.RefundFee)
+					}
+				}
+			}
+			if got != want {
+				t.Errorf("refund %s of %s (paid %v, seen %v): %d REFUND_OF_UNKNOWN_TRANSACTION, want %d",
+					rs.RefundID, tx, prefix.Payment != nil, seen, got, want)
+			}
+		}
+		prefix = domain.Evolve(prefix, e)
+	}
+	for _, a := range o.Anomalies {
+		if a.Code != domain.RefundOfUnknownTransaction {
+			continue
+		}
+		if r := o.Refunds[a.RefundID]; r == nil || r.Status != domain.RefundStatusSuccess || r.TransactionID != a.TransactionID {
+			t.Errorf("%s of refund %s: refund %+v", a.Code, a.RefundID, r)
+		}
+		if o.Payment == nil || a.TransactionID == o.Payment.TransactionID || o.Transactions[a.TransactionID] == domain.TypePaymentConfirmed {
+			t.Errorf("%s of transaction %s, which is the order's payment", a.Code, a.TransactionID)
+		}
 	}
 	switch st := o.Status(); {
 	case o.Payment != nil && st != domain.StatusPaid && st != domain.StatusPartiallyRefunded && st != domain.StatusRefunded:

@@ -144,7 +144,8 @@ type DailyTotal struct {
 	// For DUPLICATE_PAYMENT, AMOUNT_MISMATCH, APPID_MISMATCH,
 	// PAID_AFTER_CLOSE and ID_REUSED it is money that arrived but is not in
 	// PaymentsFee. An UNKNOWN_ORDER payment is booked and so already in
-	// PaymentsFee; REFUND_EXCEEDS_PAID carries the refunds' running total.
+	// PaymentsFee; REFUND_EXCEEDS_PAID carries the refunds' running total;
+	// REFUND_OF_UNKNOWN_TRANSACTION the refund's amount (also in RefundsFee).
 	// Omitted when there is none.
 	AnomalyFees map[string]int64 `json:"anomaly_fees,omitempty"`
 }
