@@ -21,7 +21,13 @@ import (
 // stored once.
 func TestV2ExactlyOnceSequential(t *testing.T) {
 	t.Parallel()
-	h := startHarness(t, harnessOptions{})
+	testV2ExactlyOnceSequential(t, harnessOptions{})
+}
+
+// testV2ExactlyOnceSequential is the body of TestV2ExactlyOnceSequential, on a harness built
+// from o (which picks the event store).
+func testV2ExactlyOnceSequential(t *testing.T, o harnessOptions) {
+	h := startHarness(t, o)
 	h.placeOrder(h.m, "SEQ001", 2990)
 	body := h.m.V2Pay(wxsim.PayParams{OutTradeNo: "SEQ001", TotalFee: 2990})
 	for i := range 15 {
@@ -38,7 +44,13 @@ func TestV2ExactlyOnceSequential(t *testing.T) {
 // delivering from several servers): all acknowledged, one payment.
 func TestV2ExactlyOnceConcurrent(t *testing.T) {
 	t.Parallel()
-	h := startHarness(t, harnessOptions{})
+	testV2ExactlyOnceConcurrent(t, harnessOptions{})
+}
+
+// testV2ExactlyOnceConcurrent is the body of TestV2ExactlyOnceConcurrent, on a harness built
+// from o (which picks the event store).
+func testV2ExactlyOnceConcurrent(t *testing.T, o harnessOptions) {
+	h := startHarness(t, o)
 	h.placeOrder(h.m, "CONC001", 100)
 	res, err := h.deliver("/wechatpay/v2/notify", wxsim.V2Request(h.m.V2Pay(wxsim.PayParams{OutTradeNo: "CONC001", TotalFee: 100})), 64)
 	if err != nil || len(res.Attempts) != 1 {
@@ -62,7 +74,13 @@ func TestV2ExactlyOnceConcurrent(t *testing.T) {
 // the store holds exactly 20 payments.
 func TestV2ExactlyOnceMixed(t *testing.T) {
 	t.Parallel()
-	h := startHarness(t, harnessOptions{})
+	testV2ExactlyOnceMixed(t, harnessOptions{})
+}
+
+// testV2ExactlyOnceMixed is the body of TestV2ExactlyOnceMixed, on a harness built
+// from o (which picks the event store).
+func testV2ExactlyOnceMixed(t *testing.T, o harnessOptions) {
+	h := startHarness(t, o)
 	const orders, copies = 20, 64
 	reqs := make([]wxsim.Request, orders)
 	for i := range orders {
@@ -114,7 +132,13 @@ func countStored(recs []eventstore.RecordedEvent, typ string) int {
 // unverifiable message is refused and leaves the store untouched.
 func TestV2Anomalies(t *testing.T) {
 	t.Parallel()
-	h := startHarness(t, harnessOptions{})
+	testV2Anomalies(t, harnessOptions{})
+}
+
+// testV2Anomalies is the body of TestV2Anomalies, on a harness built
+// from o (which picks the event store).
+func testV2Anomalies(t *testing.T, o harnessOptions) {
+	h := startHarness(t, o)
 	m := h.m
 
 	t.Run("AMOUNT_MISMATCH", func(t *testing.T) {
@@ -248,8 +272,15 @@ func TestV2Anomalies(t *testing.T) {
 // conflict, field errors, unknown merchant or appid, concurrent repeats.
 func TestOrderPlacement(t *testing.T) {
 	t.Parallel()
+	testOrderPlacement(t, harnessOptions{})
+}
+
+// testOrderPlacement is the body of TestOrderPlacement, on a harness built
+// from o (which picks the event store).
+func testOrderPlacement(t *testing.T, o harnessOptions) {
 	foreign := newMerchant(t)
-	h := startHarness(t, harnessOptions{merchants: []*wxsim.Merchant{newMerchant(t), foreign}})
+	o.merchants = []*wxsim.Merchant{newMerchant(t), foreign}
+	h := startHarness(t, o)
 	m := h.m
 	place := func(body any) reply { return h.placeRaw(body) }
 	good := orderRequest{MchID: m.MchID, AppID: m.AppID, OutTradeNo: "PO001", TotalFee: 1999, Description: "a teapot"}

@@ -27,6 +27,7 @@ import (
 	"github.com/orderledger/orderledger/cmd/internal/wxsim"
 	"github.com/orderledger/orderledger/domain"
 	"github.com/orderledger/orderledger/eventstore"
+	"github.com/orderledger/orderledger/eventstore/esdb"
 	"github.com/orderledger/orderledger/eventstore/sqlite"
 	"github.com/orderledger/orderledger/projections"
 )
@@ -106,6 +107,15 @@ type harnessOptions struct {
 	sqliteOpts []sqlite.Option
 	// wrap, when set, wraps the embedded store before the node gets it.
 	wrap func(eventstore.Store) eventstore.Store
+	// storeURL is the node's store (nodeConfig.StoreURL, as `serve
+	// --store`): "" is the embedded SQLite store, an esdb:// URL an
+	// EventStoreDB the node opens itself (the read model stays in the data
+	// folder).
+	storeURL string
+	// esdbOpts, when set, make the harness open storeURL itself with these
+	// options (a stream namespace on a shared server) and hand the store
+	// to the node.
+	esdbOpts []esdb.Option
 }
 
 // harness is one running node and a client for it.
@@ -134,7 +144,19 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cfg := nodeConfig{Addr: "127.0.0.1:0", DataDir: dir, Merchants: reg, Logger: o.logger, Now: o.now}
+	cfg := nodeConfig{Addr: "127.0.0.1:0", DataDir: dir, StoreURL: o.storeURL, Merchants: reg, Logger: o.logger, Now: o.now}
+	if o.storeURL != "" && (o.wrap != nil || len(o.sqliteOpts) > 0) {
+		t.Fatal("harness: wrap and sqliteOpts are for the embedded store only")
+	}
+	if len(o.esdbOpts) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s, err := esdb.Open(ctx, o.storeURL, o.esdbOpts...)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Store = s
+	}
 	if o.wrap != nil || len(o.sqliteOpts) > 0 {
 		s, err := sqlite.Open(filepath.Join(dir, eventsFile), o.sqliteOpts...)
 		if err != nil {
@@ -148,6 +170,10 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	n, err := startNode(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, ok := n.store.(*esdb.Store); ok != (o.storeURL != "") {
+		n.Close(context.Background())
+		t.Fatalf("harness: store %s for store URL %q", n.store.Features().Name, o.storeURL)
 	}
 	h := &harness{t: t, n: n, url: n.URL(), dir: dir, m: ms[0], ms: ms, client: newTestClient()}
 	t.Cleanup(func() {

@@ -27,12 +27,20 @@ import (
 // signing on its own settable clock (initially the server's time).
 func v3Setup(t *testing.T, ms ...*wxsim.Merchant) (*harness, *testClock, *testClock) {
 	t.Helper()
+	return v3SetupOn(t, harnessOptions{}, ms...)
+}
+
+// v3SetupOn is v3Setup on a harness built from o (its merchants and clock
+// are replaced).
+func v3SetupOn(t *testing.T, o harnessOptions, ms ...*wxsim.Merchant) (*harness, *testClock, *testClock) {
+	t.Helper()
 	t0 := time.Now().Truncate(time.Second)
 	srv, sim := newClock(t0), newClock(t0)
 	for _, m := range ms {
 		m.Now = sim.Now
 	}
-	h := startHarness(t, harnessOptions{merchants: ms, now: srv.Now})
+	o.merchants, o.now = ms, srv.Now
+	h := startHarness(t, o)
 	return h, srv, sim
 }
 
@@ -42,7 +50,13 @@ func v3Setup(t *testing.T, ms ...*wxsim.Merchant) (*harness, *testClock, *testCl
 // same transaction are all acknowledged, and the payment is stored once.
 func TestV3PaymentExactlyOnce(t *testing.T) {
 	t.Parallel()
-	h, srv, sim := v3Setup(t, newMerchant(t))
+	testV3PaymentExactlyOnce(t, harnessOptions{})
+}
+
+// testV3PaymentExactlyOnce is the body of TestV3PaymentExactlyOnce, on a harness built
+// from o (which picks the event store).
+func testV3PaymentExactlyOnce(t *testing.T, o harnessOptions) {
+	h, srv, sim := v3SetupOn(t, o, newMerchant(t))
 	m := h.m
 	t0 := srv.Now()
 	h.placeOrder(m, "V3P001", 5000)
@@ -91,7 +105,13 @@ func TestV3PaymentExactlyOnce(t *testing.T) {
 // with a non-2xx JSON reply and writes nothing.
 func TestV3Refusals(t *testing.T) {
 	t.Parallel()
-	h, srv, sim := v3Setup(t, newMerchant(t), newMerchant(t))
+	testV3Refusals(t, harnessOptions{})
+}
+
+// testV3Refusals is the body of TestV3Refusals, on a harness built
+// from o (which picks the event store).
+func testV3Refusals(t *testing.T, o harnessOptions) {
+	h, srv, sim := v3SetupOn(t, o, newMerchant(t), newMerchant(t))
 	m, other := h.ms[0], h.ms[1]
 	t0 := srv.Now()
 	h.placeOrder(m, "V3R001", 800)
@@ -174,7 +194,13 @@ func TestV3Refusals(t *testing.T) {
 // TestV3Anomalies: v3 amount.total and appid are checked against the order.
 func TestV3Anomalies(t *testing.T) {
 	t.Parallel()
-	h, _, _ := v3Setup(t, newMerchant(t))
+	testV3Anomalies(t, harnessOptions{})
+}
+
+// testV3Anomalies is the body of TestV3Anomalies, on a harness built
+// from o (which picks the event store).
+func testV3Anomalies(t *testing.T, o harnessOptions) {
+	h, _, _ := v3SetupOn(t, o, newMerchant(t))
 	m := h.m
 	h.placeOrder(m, "V3A001", 5000)
 	hd, body := m.V3Pay(wxsim.PayParams{OutTradeNo: "V3A001", TotalFee: 4999})
@@ -227,7 +253,13 @@ func TestV3PlatformCertificate(t *testing.T) {
 // payment copy after a full refund.
 func TestRefunds(t *testing.T) {
 	t.Parallel()
-	h, _, _ := v3Setup(t, newMerchant(t))
+	testRefunds(t, harnessOptions{})
+}
+
+// testRefunds is the body of TestRefunds, on a harness built
+// from o (which picks the event store).
+func testRefunds(t *testing.T, o harnessOptions) {
+	h, _, _ := v3SetupOn(t, o, newMerchant(t))
 	m := h.m
 	const tx = "4200000000000000000000000401"
 	h.placeOrder(m, "RFD001", 10000)

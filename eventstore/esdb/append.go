@@ -43,7 +43,9 @@ const (
 // answer is checked the same way (the same IDs there means an earlier
 // attempt had succeeded: Duplicate). After a successful append it reads the
 // events back for their exact position (the server reports its commit
-// position, which need not be the last event's).
+// position, which need not be the last event's) and content: a racing
+// append of the same IDs with other content may have been stored instead
+// (the server answers success to ours), which is ErrEventIDConflict.
 //
 // NotLeader, Unavailable and broken connections are retried
 // (WithAppendAttempts); when every attempt fails, or the deadline passes,
@@ -134,6 +136,14 @@ func (s *Store) appendOnce(ctx context.Context, name string, expected eventstore
 	if res.NextExpected+1 >= k {
 		back, err := s.readFrom(ctx, name, res.NextExpected+1-k, int(k))
 		if err == nil && uint64(len(back)) == k && back[k-1].Revision == res.NextExpected && back[k-1].ID == events[k-1].ID {
+			// The server dedupes by ID alone: an append of the same IDs
+			// with other content that raced ours may be what is stored.
+			for i, r := range back {
+				if r.ID == events[i].ID && !sameContent(r, events[i]) {
+					return eventstore.AppendResult{}, fmt.Errorf("%w: event %s is stored at revision %d with other content",
+						eventstore.ErrEventIDConflict, events[i].ID, r.Revision)
+				}
+			}
 			res.Position = back[k-1].Position
 			res.Duplicate = len(stored) > 0 && res.NextExpected <= stored[len(stored)-1].Revision
 		}
