@@ -120,8 +120,23 @@ func (l *Ledger) RecordPayment(ctx context.Context, p domain.Payment) (Outcome, 
 	if p.ResultCode == "SUCCESS" && p.TransactionID == "" {
 		return Outcome{}, fmt.Errorf("%w: successful payment without transaction_id", domain.ErrInvalid)
 	}
-	now := l.now()
 	stream := domain.StreamID(p.MchID, p.OutTradeNo)
+	// A retry of a payment this process has already seen recorded needs no
+	// read: DecidePayment answers "no events" for a SUCCESS whose
+	// transaction the order holds, and an order's transactions only ever
+	// grow (the stream is append-only; Evolve never removes one), so the
+	// stream's current state decides the same. The cache holds only states
+	// folded from committed (fsynced) events, so this acknowledgement is as
+	// durable as one after a read. Revision and Position may lag the
+	// stream's latest when another process appended since.
+	if p.ResultCode == "SUCCESS" {
+		if st, ok := l.cache.get(stream); ok {
+			if _, seen := st.order.Transactions[p.TransactionID]; seen {
+				return Outcome{Duplicate: true, Order: st.order, Revision: st.revision, Position: st.position, Attempts: 1}, nil
+			}
+		}
+	}
+	now := l.now()
 	out, err := l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) {
 		return domain.DecidePayment(o, p, now), nil
 	})

@@ -48,6 +48,15 @@ func parseFlat(body []byte, root string) (Fields, error) {
 	if !utf8.Valid(body) {
 		return nil, fmt.Errorf("%w: invalid UTF-8", ErrMalformed)
 	}
+	if f, ok := parseFlatFast(body, root); ok {
+		return f, nil
+	}
+	return parseFlatXML(body, root)
+}
+
+// parseFlatXML is parseFlat's full path, on encoding/xml: it decides every
+// document the fast path does not take, accepting or refusing it.
+func parseFlatXML(body []byte, root string) (Fields, error) {
 	d := xml.NewDecoder(bytes.NewReader(body))
 	d.Strict = true
 	fields := Fields{}
