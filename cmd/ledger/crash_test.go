@@ -23,22 +23,25 @@ import (
 	"github.com/orderledger/orderledger/projections"
 )
 
-// buildLedger builds the ledger binary into a temporary folder (with -race
-// when the tests run with it, which reuses the packages already built).
-func buildLedger(t *testing.T) string {
+// buildLedger builds the ledger binary into a temporary folder.
+func buildLedger(t *testing.T) string { return goBuild(t, "ledger", ".") }
+
+// goBuild builds the command pkg into t's temporary folder as name (with
+// -race when the tests run with it, which reuses the packages already built).
+func goBuild(t *testing.T, name, pkg string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	bin := filepath.Join(t.TempDir(), "ledger")
+	bin := filepath.Join(t.TempDir(), name)
 	args := []string{"build", "-o", bin}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	cmd := exec.Command(goBin, append(args, ".")...)
+	cmd := exec.Command(goBin, append(args, pkg)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
 }

@@ -14,8 +14,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -113,24 +111,8 @@ func TestConcurrentPlacementConflict(t *testing.T) {
 }
 
 // buildESDBTestServer builds the esdbtestserver command into t's temporary
-// folder (with -race when the tests run with it, as buildLedger does).
-func buildESDBTestServer(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "esdbtestserver")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command(goBin, append(args, esdbTestServerPkg)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", esdbTestServerPkg, err, out)
-	}
-	return bin
-}
+// folder.
+func buildESDBTestServer(t *testing.T) string { return goBuild(t, "esdbtestserver", esdbTestServerPkg) }
 
 // startESDBTestServer starts the test server on a free port and returns
 // the connection string it prints; t's cleanup kills it (after the nodes
