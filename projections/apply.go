@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,13 +16,18 @@ import (
 
 type orderKey struct{ mchID, outTradeNo string }
 
-// orderRow is an orders row while a batch is being applied.
+// orderRow is an orders row while a batch is being applied, and an entry
+// of the state cache between batches.
 type orderRow struct {
+	key      orderKey
 	exists   bool // a row is stored (or was created by this batch)
 	revision uint64
 	pos      eventstore.Position
 	order    domain.Order
 	dirty    bool
+	size     int       // length of its state_json as stored (the cache weight)
+	prev     *orderRow // LRU links while cached
+	next     *orderRow
 }
 
 type dayKey struct{ mchID, day string }
@@ -52,6 +55,10 @@ func (rm *ReadModel) apply(ctx context.Context, events []eventstore.RecordedEven
 	defer func() {
 		if err != nil {
 			tx.Rollback()
+			// The rows taken out of the cache may hold this batch's
+			// uncommitted changes; they are not put back. Forget the rest
+			// too: after a failure, read everything from the file again.
+			rm.cache.clear()
 		}
 	}()
 	// The checkpoint is read inside the write transaction (BEGIN IMMEDIATE),
@@ -61,7 +68,7 @@ func (rm *ReadModel) apply(ctx context.Context, events []eventstore.RecordedEven
 		return fmt.Errorf("apply batch: read checkpoint: %w", err)
 	}
 
-	load := tx.StmtContext(ctx, rm.stmts.loadRow)
+	var load *sql.Stmt // prepared for this transaction on the first cache miss
 	rows := map[orderKey]*orderRow{}
 	days := map[dayKey]*dayDelta{}
 	next := stored
@@ -83,8 +90,18 @@ func (rm *ReadModel) apply(ctx context.Context, events []eventstore.RecordedEven
 		key := orderKey{mchID, outTradeNo}
 		row := rows[key]
 		if row == nil {
-			if row, err = loadRow(ctx, load, key); err != nil {
-				return fmt.Errorf("apply batch: load %s: %w", ev.StreamID, err)
+			if row = rm.cache.take(key); row != nil && rm.onCacheHit != nil {
+				if err = rm.onCacheHit(ctx, tx, row); err != nil {
+					return fmt.Errorf("apply batch: cached %s: %w", ev.StreamID, err)
+				}
+			}
+			if row == nil {
+				if load == nil {
+					load = tx.StmtContext(ctx, rm.stmts.loadRow)
+				}
+				if row, err = loadRow(ctx, load, key); err != nil {
+					return fmt.Errorf("apply batch: load %s: %w", ev.StreamID, err)
+				}
 			}
 			rows[key] = row
 		}
@@ -113,10 +130,10 @@ func (rm *ReadModel) apply(ctx context.Context, events []eventstore.RecordedEven
 	}
 
 	now := rm.now().UTC().Format(time.RFC3339Nano)
-	if err := writeRows(ctx, tx.StmtContext(ctx, rm.stmts.upsertOrder), rows, now); err != nil {
+	if err := writeRows(ctx, tx, rm.stmts, rows, now); err != nil {
 		return err
 	}
-	if err := writeDays(ctx, tx.StmtContext(ctx, rm.stmts.upsertDay), tx.StmtContext(ctx, rm.stmts.upsertAnomaly), days); err != nil {
+	if err := writeDays(ctx, tx, rm.stmts, days); err != nil {
 		return err
 	}
 	if next != stored {
@@ -136,6 +153,10 @@ func (rm *ReadModel) apply(ctx context.Context, events []eventstore.RecordedEven
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("apply batch: commit at %s: %w", next, err)
+	}
+	// Committed: the rows of the batch are now exactly what the file holds.
+	for _, row := range rows {
+		rm.cache.put(row)
 	}
 	rm.publish(next)
 	return nil
@@ -166,7 +187,7 @@ func evolveCounting(mchID string, o domain.Order, e domain.Event, recordedAt tim
 		k := dayKey{mchID, Day(t)}
 		d := days[k]
 		if d == nil {
-			d = &dayDelta{anomalies: map[string]*anomalyDelta{}}
+			d = &dayDelta{}
 			days[k] = d
 		}
 		return d
@@ -194,6 +215,9 @@ func evolveCounting(mchID string, o domain.Order, e domain.Event, recordedAt tim
 		d := delta(recordedAt)
 		ad := d.anomalies[a.Code]
 		if ad == nil {
+			if d.anomalies == nil {
+				d.anomalies = map[string]*anomalyDelta{}
+			}
 			ad = &anomalyDelta{}
 			d.anomalies[a.Code] = ad
 		}
@@ -203,36 +227,67 @@ func evolveCounting(mchID string, o domain.Order, e domain.Event, recordedAt tim
 	return o
 }
 
+// loadRow reads the orders row of k; a missing row is returned with
+// exists false.
 func loadRow(ctx context.Context, stmt *sql.Stmt, k orderKey) (*orderRow, error) {
-	var (
-		rev   int64
-		state string
-	)
-	err := stmt.QueryRowContext(ctx, k.mchID, k.outTradeNo).Scan(&rev, &state)
-	if errors.Is(err, sql.ErrNoRows) {
-		return &orderRow{}, nil
-	}
+	rows, err := stmt.QueryContext(ctx, k.mchID, k.outTradeNo)
 	if err != nil {
 		return nil, err
 	}
-	row := &orderRow{exists: true, revision: uint64(rev)}
-	if err := json.Unmarshal([]byte(state), &row.order); err != nil {
-		return nil, fmt.Errorf("%w: state_json: %w", ErrSchema, err)
+	defer rows.Close()
+	row := &orderRow{key: k}
+	if !rows.Next() {
+		return row, rows.Err()
 	}
-	return row, nil
+	var (
+		rev   int64
+		state sql.RawBytes // valid until Next or Close: decoded right here
+	)
+	if err := rows.Scan(&rev, &state); err != nil {
+		return nil, err
+	}
+	row.exists, row.revision, row.size = true, uint64(rev), len(state)
+	if err := decodeState(state, &row.order); err != nil {
+		return nil, err
+	}
+	return row, rows.Close()
 }
 
-func writeRows(ctx context.Context, stmt *sql.Stmt, rows map[orderKey]*orderRow, now string) error {
+// decodeState decodes a state_json. It calls domain.Order's UnmarshalJSON
+// directly, which json.Unmarshal would do too after a first pass over the
+// input that only checks that it is valid JSON (UnmarshalJSON checks that
+// again itself).
+func decodeState(state []byte, o *domain.Order) error {
+	if err := o.UnmarshalJSON(state); err != nil {
+		return fmt.Errorf("%w: state_json: %w", ErrSchema, err)
+	}
+	return nil
+}
+
+// encodeState encodes the state_json of o: the bytes json.Marshal(o) gives.
+// json.Marshal calls o.MarshalJSON and then validates and compacts its
+// output (escaping <, > and & as it goes); MarshalJSON's output comes from
+// json.Marshal itself, so it is already compact and escaped, and that
+// second pass changes nothing (TestEncodeStateIsJSONMarshal).
+func encodeState(o *domain.Order) ([]byte, error) {
+	return o.MarshalJSON()
+}
+
+func writeRows(ctx context.Context, tx *sql.Tx, st *stmts, rows map[orderKey]*orderRow, now string) error {
 	keys := slices.SortedFunc(maps.Keys(rows), func(a, b orderKey) int {
 		return cmp.Or(cmp.Compare(a.mchID, b.mchID), cmp.Compare(a.outTradeNo, b.outTradeNo))
 	})
+	var stmt *sql.Stmt // prepared for tx on first use
 	for _, k := range keys {
 		row := rows[k]
 		if !row.dirty {
 			continue
 		}
+		if stmt == nil {
+			stmt = tx.StmtContext(ctx, st.upsertOrder)
+		}
 		o := &row.order
-		state, err := json.Marshal(o)
+		state, err := encodeState(o)
 		if err != nil {
 			return fmt.Errorf("apply batch: encode state of %s/%s: %w", k.mchID, k.outTradeNo, err)
 		}
@@ -259,15 +314,20 @@ func writeRows(ctx context.Context, stmt *sql.Stmt, rows map[orderKey]*orderRow,
 			rev, c, p, now, state); err != nil {
 			return fmt.Errorf("apply batch: write order %s/%s: %w", k.mchID, k.outTradeNo, err)
 		}
+		row.size = len(state)
 	}
 	return nil
 }
 
-func writeDays(ctx context.Context, dayStmt, anomalyStmt *sql.Stmt, days map[dayKey]*dayDelta) error {
+func writeDays(ctx context.Context, tx *sql.Tx, st *stmts, days map[dayKey]*dayDelta) error {
 	keys := slices.SortedFunc(maps.Keys(days), func(a, b dayKey) int {
 		return cmp.Or(cmp.Compare(a.mchID, b.mchID), cmp.Compare(a.day, b.day))
 	})
+	var dayStmt, anomalyStmt *sql.Stmt // prepared for tx on first use
 	for _, k := range keys {
+		if dayStmt == nil {
+			dayStmt = tx.StmtContext(ctx, st.upsertDay)
+		}
 		d := days[k]
 		var anomalies int64
 		for _, a := range d.anomalies {
@@ -278,6 +338,9 @@ func writeDays(ctx context.Context, dayStmt, anomalyStmt *sql.Stmt, days map[day
 			return fmt.Errorf("apply batch: write daily totals %s %s: %w", k.mchID, k.day, err)
 		}
 		for _, code := range slices.Sorted(maps.Keys(d.anomalies)) {
+			if anomalyStmt == nil {
+				anomalyStmt = tx.StmtContext(ctx, st.upsertAnomaly)
+			}
 			a := d.anomalies[code]
 			if _, err := anomalyStmt.ExecContext(ctx, k.mchID, k.day, code, a.count, a.fee); err != nil {
 				return fmt.Errorf("apply batch: write daily anomalies %s %s: %w", k.mchID, k.day, err)
@@ -297,6 +360,16 @@ const (
 		updated_at = excluded.updated_at`
 
 	sqlLoadRow = `SELECT revision, state_json FROM orders WHERE mch_id = ? AND out_trade_no = ?`
+
+	// The queries of the read API.
+	sqlOrder = `SELECT mch_id, out_trade_no, revision, last_commit_position, last_prepare_position, state_json
+		FROM orders WHERE mch_id = ? AND out_trade_no = ?`
+	sqlOrders = `SELECT mch_id, out_trade_no, revision, last_commit_position, last_prepare_position, state_json
+		FROM orders WHERE mch_id = ? AND out_trade_no > ? ORDER BY out_trade_no LIMIT ?`
+	sqlDailyTotals = `SELECT day, orders_placed, payments, payments_fee, cash_fee, refunds, refunds_fee, net_fee
+		FROM daily_totals WHERE mch_id = ? AND day BETWEEN ? AND ? ORDER BY day`
+	sqlDailyAnomalies = `SELECT day, code, count, fee FROM daily_anomalies
+		WHERE mch_id = ? AND day BETWEEN ? AND ? ORDER BY day, code`
 
 	sqlUpsertOrder = `INSERT INTO orders (mch_id, out_trade_no, status, total_fee, paid_fee, cash_fee,
 		refunded_fee, transaction_id, paid_at, placed_at, appid, description, anomaly_codes, revision,
@@ -324,10 +397,12 @@ const (
 		count = count + excluded.count, fee = fee + excluded.fee`
 )
 
-// stmts are the prepared statements of apply. database/sql prepares each
-// once per connection and reuses it in every transaction (Tx.StmtContext).
+// stmts are the prepared statements of apply and of the read API.
+// database/sql prepares each once per connection and reuses it, also in
+// transactions (Tx.StmtContext).
 type stmts struct {
 	readCheckpoint, upsertCheckpoint, loadRow, upsertOrder, upsertDay, upsertAnomaly *sql.Stmt
+	order, orders, dailyTotals, dailyAnomalies                                       *sql.Stmt
 }
 
 func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
@@ -339,6 +414,8 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 		{&s.readCheckpoint, sqlReadCheckpoint}, {&s.upsertCheckpoint, sqlUpsertCheckpoint},
 		{&s.loadRow, sqlLoadRow}, {&s.upsertOrder, sqlUpsertOrder},
 		{&s.upsertDay, sqlUpsertDay}, {&s.upsertAnomaly, sqlUpsertAnomaly},
+		{&s.order, sqlOrder}, {&s.orders, sqlOrders},
+		{&s.dailyTotals, sqlDailyTotals}, {&s.dailyAnomalies, sqlDailyAnomalies},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -351,7 +428,8 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 }
 
 func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.readCheckpoint, s.upsertCheckpoint, s.loadRow, s.upsertOrder, s.upsertDay, s.upsertAnomaly} {
+	for _, st := range []*sql.Stmt{s.readCheckpoint, s.upsertCheckpoint, s.loadRow, s.upsertOrder, s.upsertDay, s.upsertAnomaly,
+		s.order, s.orders, s.dailyTotals, s.dailyAnomalies} {
 		if st != nil {
 			st.Close()
 		}

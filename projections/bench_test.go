@@ -13,7 +13,7 @@ import (
 
 // benchEvents returns n recorded events over n/3 orders: each placed, paid
 // (with a v2-sized evidence body) and partly refunded.
-func benchEvents(b *testing.B, n int) []eventstore.RecordedEvent {
+func benchEvents(b testing.TB, n int) []eventstore.RecordedEvent {
 	body := "<xml>" + strings.Repeat("x", 700) + "</xml>"
 	at := time.Date(2024, 3, 2, 2, 0, 0, 0, time.UTC)
 	out := make([]eventstore.RecordedEvent, 0, n)
@@ -67,6 +67,61 @@ func BenchmarkApply(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkApplyPaidAfterPlaced has the shape of `ledger loadgen`'s distinct
+// phase: in rounds, orders are placed (and projected) off the clock, then
+// each batch carries one payment for each of as many distinct orders; so
+// every event continues a row written by an earlier batch.
+func BenchmarkApplyPaidAfterPlaced(b *testing.B) {
+	const round = 8192 // orders placed, then paid, per round
+	for _, size := range []int{1, 16, 64, 256} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			ctx := context.Background()
+			rm, _ := openTestRM(b)
+			n := b.N * size
+			var places, pays []eventstore.RecordedEvent
+			for i, ev := range benchEvents(b, 3*n) {
+				switch i % 3 {
+				case 0:
+					places = append(places, ev)
+				case 1:
+					pays = append(pays, ev)
+				}
+			}
+			// In the global log, each round's placements come before its
+			// payments.
+			for i := range n {
+				r := i / round
+				first := 2 * r * round           // position before the round
+				inRound := min(round, n-r*round) // orders in this round
+				places[i].Position = memPos(first + i%round + 1)
+				pays[i].Position = memPos(first + inRound + i%round + 1)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if lo := i * size; lo%round == 0 {
+					b.StopTimer()
+					for j := lo; j < min(n, lo+round); j += 512 {
+						batch := places[j:min(n, lo+round, j+512)]
+						if err := rm.apply(ctx, batch, batch[len(batch)-1].Position); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.StartTimer()
+				}
+				batch := pays[i*size : (i+1)*size]
+				if err := rm.apply(ctx, batch, batch[len(batch)-1].Position); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if got, err := rm.Checkpoint(ctx); err != nil || got != pays[n-1].Position {
+				b.Fatalf("checkpoint %s (%v), want %s", got, err, pays[n-1].Position)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
 }

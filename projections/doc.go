@@ -36,6 +36,17 @@
 // A revision that skips ahead is reported as ErrInconsistent, never papered
 // over.
 //
+// # The state cache
+//
+// To apply an event, the runner needs the folded state of its order. A
+// ReadModel keeps the states of recently written rows in memory (an LRU of
+// about 64 MiB), so that the usual next event of an order, its payment,
+// needs no read and decoding of state_json. The cache holds committed rows
+// only: a batch takes the rows it touches out of it and puts them back
+// after its commit, and any failed batch clears it. The ReadModel is the
+// only writer of its file (the lock), and a reopened ReadModel starts with
+// an empty cache; the results are the same with or without it.
+//
 // # Concurrency
 //
 // A ReadModel is safe for concurrent use: queries run in parallel with the

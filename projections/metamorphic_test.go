@@ -36,7 +36,7 @@ func TestMetamorphicIncrementalEqualsRebuild(t *testing.T) {
 				t.Fatalf("incremental build differs from rebuild (seed %d): %s", seed, diffLines(res.incremental, res.rebuilt))
 			}
 			// The test must not be vacuous.
-			if res.redelivered == 0 || res.unavailable == 0 || res.restarts == 0 || res.orders < 50 {
+			if res.redelivered == 0 || res.unavailable == 0 || res.restarts == 0 || res.orders < 50 || res.cacheHits == 0 {
 				t.Errorf("too little chaos: %+v", res.metaStats)
 			}
 			t.Logf("%+v", res.metaStats)
@@ -59,8 +59,8 @@ func TestMetamorphicCatchesDoubleApplication(t *testing.T) {
 }
 
 type metaStats struct {
-	orders, events, restarts, reopens, redelivered, unavailable int
-	maxSleep                                                    time.Duration
+	orders, events, restarts, reopens, redelivered, unavailable, cacheHits int
+	maxSleep                                                               time.Duration
 }
 
 type metaResult struct {
@@ -92,12 +92,18 @@ func runMetamorphic(t *testing.T, seed uint64, steps int, noGuards bool) metaRes
 	}
 
 	path := filepath.Join(dir, "incremental.db")
+	budgets := rand.New(rand.NewPCG(seed, 5)) // state cache sizes
+	var hits []*int
 	open := func() *ReadModel {
 		rm, err := OpenReadModel(path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rm.now, rm.noGuards = clock.Now, noGuards
+		// No state cache, one that evicts all the time, or the default;
+		// every row taken from it is checked against the file.
+		rm.cache = newStateCache([]int{0, 4 << 10, defaultCacheBudget, defaultCacheBudget}[budgets.IntN(4)])
+		hits = append(hits, checkCacheHits(rm))
 		return rm
 	}
 	rm := open()
@@ -161,6 +167,9 @@ func runMetamorphic(t *testing.T, seed uint64, steps int, noGuards bool) metaRes
 	defer rb.Close()
 	rebuilt := dump(t, rb)
 
+	for _, h := range hits {
+		stats.cacheHits += *h
+	}
 	stats.orders = len(gen.orders)
 	stats.events = len(mem.log)
 	stats.redelivered, stats.unavailable = chaos.counts()

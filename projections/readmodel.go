@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -115,7 +114,9 @@ type ReadModel struct {
 	now   func() time.Time
 
 	// wmu serializes apply: one batch transaction at a time per ReadModel.
-	wmu sync.Mutex
+	// It also guards cache, which only apply uses.
+	wmu   sync.Mutex
+	cache *stateCache
 
 	// mu guards applied and changed.
 	mu      sync.Mutex
@@ -123,8 +124,9 @@ type ReadModel struct {
 	changed chan struct{}       // closed and replaced after each commit that moves applied
 
 	// Test hooks; zero in production.
-	beforeCommit func() error // runs inside the batch transaction, after the rows are written
-	noGuards     bool         // disables the idempotency guards (proves the tests can fail)
+	beforeCommit func() error                                               // runs inside the batch transaction, after the rows are written
+	noGuards     bool                                                       // disables the idempotency guards (proves the tests can fail)
+	onCacheHit   func(ctx context.Context, tx *sql.Tx, row *orderRow) error // runs for each row taken from the cache, before it is used
 }
 
 // OpenReadModel opens (creating if needed) the read model at path, taking
@@ -156,7 +158,8 @@ func openFile(path, pragmas string) (*ReadModel, error) {
 	}
 	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(4)
-	rm := &ReadModel{path: path, db: db, now: time.Now, changed: make(chan struct{})}
+	rm := &ReadModel{path: path, db: db, now: time.Now, changed: make(chan struct{}),
+		cache: newStateCache(defaultCacheBudget)}
 	if err := rm.init(context.Background()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open read model %s: %w", path, err)
@@ -211,6 +214,9 @@ func (rm *ReadModel) init(ctx context.Context) error {
 // Close closes the database and releases the lock. The Runner using rm
 // must have stopped.
 func (rm *ReadModel) Close() error {
+	rm.wmu.Lock()
+	rm.cache.clear() // free it now; a reopened model starts with its own
+	rm.wmu.Unlock()
 	rm.stmts.close()
 	err := rm.db.Close()
 	if rm.lock != nil {
@@ -226,7 +232,7 @@ func (rm *ReadModel) Close() error {
 // Checkpoint returns the stored checkpoint: every event at or before it is
 // reflected in the tables, none after it.
 func (rm *ReadModel) Checkpoint(ctx context.Context) (eventstore.Position, error) {
-	cp, err := readCheckpoint(rm.db.QueryRowContext(ctx, sqlReadCheckpoint, checkpointName))
+	cp, err := readCheckpoint(rm.stmts.readCheckpoint.QueryRowContext(ctx, checkpointName))
 	if err != nil {
 		return eventstore.Position{}, fmt.Errorf("read checkpoint: %w", err)
 	}
@@ -249,8 +255,7 @@ func readCheckpoint(row *sql.Row) (eventstore.Position, error) {
 // Order returns the view of one order; ok is false when no event of its
 // stream has been applied yet.
 func (rm *ReadModel) Order(ctx context.Context, mchID, outTradeNo string) (OrderView, bool, error) {
-	row := rm.db.QueryRowContext(ctx, `SELECT mch_id, out_trade_no, revision, last_commit_position, last_prepare_position, state_json
-		FROM orders WHERE mch_id = ? AND out_trade_no = ?`, mchID, outTradeNo)
+	row := rm.stmts.order.QueryRowContext(ctx, mchID, outTradeNo)
 	v, err := scanView(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return OrderView{}, false, nil
@@ -276,8 +281,7 @@ func (rm *ReadModel) Orders(ctx context.Context, mchID string, limit int, afterO
 		limit = DefaultListLimit
 	}
 	limit = min(limit, MaxListLimit)
-	rows, err := rm.db.QueryContext(ctx, `SELECT mch_id, out_trade_no, revision, last_commit_position, last_prepare_position, state_json
-		FROM orders WHERE mch_id = ? AND out_trade_no > ? ORDER BY out_trade_no LIMIT ?`, mchID, afterOutTradeNo, limit)
+	rows, err := rm.stmts.orders.QueryContext(ctx, mchID, afterOutTradeNo, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list orders of %s: %w", mchID, err)
 	}
@@ -298,14 +302,15 @@ func (rm *ReadModel) Orders(ctx context.Context, mchID string, limit int, afterO
 
 func scanView(row interface{ Scan(...any) error }) (OrderView, error) {
 	var (
-		mch, otn, state string
-		rev, c, p       int64
+		mch, otn  string
+		state     []byte
+		rev, c, p int64
 	)
 	if err := row.Scan(&mch, &otn, &rev, &c, &p, &state); err != nil {
 		return OrderView{}, err
 	}
 	var o domain.Order
-	if err := json.Unmarshal([]byte(state), &o); err != nil {
+	if err := o.UnmarshalJSON(state); err != nil { // see decodeState
 		return OrderView{}, fmt.Errorf("%w: state_json of %s/%s: %w", ErrSchema, mch, otn, err)
 	}
 	return viewOf(mch, otn, &o, uint64(rev), eventstore.Position{Commit: uint64(c), Prepare: uint64(p)}), nil
@@ -323,8 +328,7 @@ func (rm *ReadModel) DailyTotals(ctx context.Context, mchID string, from, to tim
 		return nil, fmt.Errorf("read daily totals of %s: %w", mchID, err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT day, orders_placed, payments, payments_fee, cash_fee, refunds, refunds_fee, net_fee
-		FROM daily_totals WHERE mch_id = ? AND day BETWEEN ? AND ? ORDER BY day`, mchID, fromDay, toDay)
+	rows, err := tx.StmtContext(ctx, rm.stmts.dailyTotals).QueryContext(ctx, mchID, fromDay, toDay)
 	if err != nil {
 		return nil, fmt.Errorf("read daily totals of %s: %w", mchID, err)
 	}
@@ -344,8 +348,7 @@ func (rm *ReadModel) DailyTotals(ctx context.Context, mchID string, from, to tim
 	}
 	rows.Close()
 
-	arows, err := tx.QueryContext(ctx, `SELECT day, code, count, fee FROM daily_anomalies
-		WHERE mch_id = ? AND day BETWEEN ? AND ? ORDER BY day, code`, mchID, fromDay, toDay)
+	arows, err := tx.StmtContext(ctx, rm.stmts.dailyAnomalies).QueryContext(ctx, mchID, fromDay, toDay)
 	if err != nil {
 		return nil, fmt.Errorf("read daily anomalies of %s: %w", mchID, err)
 	}

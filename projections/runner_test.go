@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -18,11 +19,19 @@ var errInjected = errors.New("injected failure before commit")
 
 // A failure between writing the rows and committing leaves nothing of the
 // batch visible and the checkpoint where it was; the next run applies the
-// batch exactly once.
+// batch exactly once: after a reopen (as after a crash) and also on the
+// same ReadModel, whose state cache must not keep the rolled-back rows.
 func TestCheckpointAtomicity(t *testing.T) {
+	for _, reopen := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reopen=%v", reopen), func(t *testing.T) { testCheckpointAtomicity(t, reopen) })
+	}
+}
+
+func testCheckpointAtomicity(t *testing.T, reopen bool) {
 	ctx := context.Background()
 	store := newMemStore(func() time.Time { return tableRecordedAt })
 	rm, path := openTestRM(t)
+	hits := checkCacheHits(rm)
 
 	first := appendTo(t, store, testMch, "A1", placed("A1", 100, "2024-03-02 08:00:00"), paid("A1", "4200000001", 100, 100, "2024-03-02 08:01:00"))
 	r := startRunner(store, rm)
@@ -48,6 +57,9 @@ func TestCheckpointAtomicity(t *testing.T) {
 	if calls != 1 {
 		t.Fatalf("hook ran %d times", calls)
 	}
+	if *hits != 1 {
+		t.Fatalf("the failed batch took %d rows from the state cache, want 1 (A1)", *hits)
+	}
 	if got := dump(t, rm); got != before {
 		t.Fatalf("a failed batch left traces: %s", diffLines(before, got))
 	}
@@ -61,16 +73,22 @@ func TestCheckpointAtomicity(t *testing.T) {
 		t.Fatalf("WaitFor after the runner failed = %v", err)
 	}
 
-	// Reopen (as after a crash) and run again: the batch is applied once.
+	// Run again, on a reopened file (as after a crash) or on the same
+	// ReadModel: the batch is applied once.
 	rm.beforeCommit = nil
-	if err := rm.Close(); err != nil {
-		t.Fatal(err)
+	if reopen {
+		if err := rm.Close(); err != nil {
+			t.Fatal(err)
+		}
+		rm, err = OpenReadModel(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rm.Close()
+		if rm.cache.len() != 0 {
+			t.Fatalf("a reopened model starts with %d cached rows", rm.cache.len())
+		}
 	}
-	rm, err = OpenReadModel(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rm.Close()
 	r = startRunner(store, rm)
 	r.waitFor(t, end)
 	if err := r.stop(); err != nil {
@@ -85,6 +103,18 @@ func TestCheckpointAtomicity(t *testing.T) {
 		"anomaly_fees":{"DUPLICATE_PAYMENT":100}}]`)
 	if cp, _ := rm.Checkpoint(ctx); cp != end {
 		t.Fatalf("checkpoint %s, want %s", cp, end)
+	}
+	rebuilt := filepath.Join(t.TempDir(), "rebuilt.db")
+	if err := Rebuild(ctx, store, rebuilt); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := OpenReadModel(rebuilt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	if got, want := dump(t, rm), dump(t, rb); got != want {
+		t.Fatalf("differs from a rebuild: %s", diffLines(got, want))
 	}
 }
 
