@@ -42,7 +42,8 @@ func SamePlacement(a, b OrderPlaced) bool {
 }
 
 // DecideClose decides on closing an unpaid order. Closing a closed order
-// again is a no-op; a paid or unknown order is ErrNotClosable.
+// again is a no-op; an order never placed is ErrUnknownOrder, a paid one
+// ErrNotClosable.
 func DecideClose(o Order, cmd OrderClosed) ([]Event, error) {
 	switch {
 	case o.Placed == nil:

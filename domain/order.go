@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -306,18 +307,8 @@ func (o *Order) String() string {
 // (e.g. cached) while a copy is evolved.
 func (o Order) Clone() Order {
 	c := o
-	if o.ids != nil {
-		c.ids = make(map[[16]byte]bool, len(o.ids)+4)
-		for k, v := range o.ids {
-			c.ids[k] = v
-		}
-	}
-	if o.Transactions != nil {
-		c.Transactions = make(map[string]string, len(o.Transactions)+1)
-		for k, v := range o.Transactions {
-			c.Transactions[k] = v
-		}
-	}
+	c.ids = maps.Clone(o.ids)
+	c.Transactions = maps.Clone(o.Transactions)
 	if o.Refunds != nil {
 		c.Refunds = make(map[string]*RefundRecord, len(o.Refunds)+1)
 		for k, v := range o.Refunds {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 )
 
 // command is one subcommand.
@@ -26,19 +25,25 @@ type cliEnv struct {
 	getenv         func(string) string
 }
 
-var commands = map[string]*command{}
-
-func register(c *command) { commands[c.name] = c }
+// allCommands returns the subcommands by name. Built per Main call: no
+// global state, so Main may run on several goroutines at once (tests do).
+func allCommands() map[string]*command {
+	cs := map[string]*command{}
+	for _, c := range []*command{serveCommand(), demoCommand(), rebuildCommand(), loadgenCommand()} {
+		cs[c.name] = c
+	}
+	return cs
+}
 
 // errUsage marks a bad command line (exit code 2).
 var errUsage = errors.New("usage")
 
 // Main runs the command line args and returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	registerAll()
+	commands := allCommands()
 	env := &cliEnv{stdout: stdout, stderr: stderr, getenv: getenv}
 	if len(args) == 0 {
-		printHelp(stderr)
+		printHelp(stderr, commands)
 		return 2
 	}
 	name := args[0]
@@ -49,16 +54,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 				return 0
 			}
 			fmt.Fprintf(stderr, "ledger: unknown command %q\n\n", args[1])
-			printHelp(stderr)
+			printHelp(stderr, commands)
 			return 2
 		}
-		printHelp(stdout)
+		printHelp(stdout, commands)
 		return 0
 	}
 	c, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(stderr, "ledger: unknown command %q\n\n", name)
-		printHelp(stderr)
+		printHelp(stderr, commands)
 		return 2
 	}
 	err := c.run(ctx, env, args[1:])
@@ -73,20 +78,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 	return 1
 }
 
-// registerOnce fills commands on the first Main; Main may run on several
-// goroutines at once (the tests do), so the map is written exactly once.
-var registerOnce sync.Once
-
-func registerAll() {
-	registerOnce.Do(func() {
-		register(serveCommand())
-		register(demoCommand())
-		register(rebuildCommand())
-		register(loadgenCommand())
-	})
-}
-
-func printHelp(w io.Writer) {
+func printHelp(w io.Writer, commands map[string]*command) {
 	fmt.Fprintln(w, "ledger: an event-sourced order ledger for WeChat Pay.")
 	fmt.Fprintln(w, "\nUsage: ledger <command> [flags]\n\nCommands:")
 	names := make([]string, 0, len(commands))

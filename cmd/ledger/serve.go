@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/orderledger/orderledger/cmd/internal/merchant"
@@ -55,5 +54,3 @@ func serveCommand() *command {
 	}
 	return c
 }
-
-var _ = os.Stdout

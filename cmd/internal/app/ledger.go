@@ -137,15 +137,9 @@ func (l *Ledger) RecordPayment(ctx context.Context, p domain.Payment) (Outcome, 
 		}
 	}
 	now := l.now()
-	out, err := l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) {
-		return domain.DecidePayment(o, p, now), nil
-	})
-	if errors.Is(err, errIDReused) {
-		return l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) {
-			return domain.DecideIDReused(o, &p, nil, now), nil
-		})
-	}
-	return out, err
+	return l.record(ctx, stream,
+		func(o domain.Order) []domain.Event { return domain.DecidePayment(o, p, now) },
+		func(o domain.Order) []domain.Event { return domain.DecideIDReused(o, &p, nil, now) })
 }
 
 // RecordRefund records a verified refund notification exactly once.
@@ -154,14 +148,18 @@ func (l *Ledger) RecordRefund(ctx context.Context, r domain.Refund) (Outcome, er
 		return Outcome{}, fmt.Errorf("%w: refund without mch_id, out_trade_no or refund_id", domain.ErrInvalid)
 	}
 	now := l.now()
-	stream := domain.StreamID(r.MchID, r.OutTradeNo)
-	out, err := l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) {
-		return domain.DecideRefund(o, r, now), nil
-	})
+	return l.record(ctx, domain.StreamID(r.MchID, r.OutTradeNo),
+		func(o domain.Order) []domain.Event { return domain.DecideRefund(o, r, now) },
+		func(o domain.Order) []domain.Event { return domain.DecideIDReused(o, nil, &r, now) })
+}
+
+// record runs a notification's decision; if its WeChat id turns out to be
+// stored on another order (errIDReused), it records the reused decision
+// instead, so a signed notification is never refused for ever.
+func (l *Ledger) record(ctx context.Context, stream string, decide, reused func(domain.Order) []domain.Event) (Outcome, error) {
+	out, err := l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) { return decide(o), nil })
 	if errors.Is(err, errIDReused) {
-		return l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) {
-			return domain.DecideIDReused(o, nil, &r, now), nil
-		})
+		return l.execute(ctx, stream, func(o domain.Order) ([]domain.Event, error) { return reused(o), nil })
 	}
 	return out, err
 }

@@ -45,7 +45,7 @@ func TestClassify(t *testing.T) {
 		{"not found", notFound("order not found"), http.StatusNotFound},
 		{"unprocessable", unprocessable("unknown merchant"), http.StatusUnprocessableEntity},
 		{"invalid fields", invalidFields(map[string]string{"total_fee": "is required"}), http.StatusBadRequest},
-		{"too large", &reject{status: http.StatusRequestEntityTooLarge, msg: "body too large", cause: errTooLarge}, http.StatusRequestEntityTooLarge},
+		{"too large", &reject{status: http.StatusRequestEntityTooLarge, msg: "body too large", cause: &http.MaxBytesError{Limit: MaxNotifyBody}}, http.StatusRequestEntityTooLarge},
 		// A reject wrapped further keeps its own status: it was classified
 		// where it was made.
 		{"wrapped reject", fmt.Errorf("v2: %w", unauthorized("invalid signature", eventstore.ErrUnavailable)), http.StatusUnauthorized},

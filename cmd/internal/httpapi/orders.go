@@ -41,7 +41,7 @@ var (
 func validatorInstance() *validator.Validate {
 	validateOnce.Do(func() {
 		v := validator.New(validator.WithRequiredStructEnabled())
-		v.RegisterTagNameFunc(func(f reflectStructField) string {
+		v.RegisterTagNameFunc(func(f reflect.StructField) string {
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 			return name
 		})
@@ -329,14 +329,9 @@ func (s *Server) dailyTotals(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, replyJSON, invalidFields(bad))
 		return
 	}
-	// Totals are as of the latest event stored now.
-	if s.Follower != nil {
-		if recs, err := s.headPosition(r); err == nil && !recs.IsZero() {
-			wctx, cancel := contextWithTimeout(r, s.ReadWait)
-			_ = s.Follower.WaitFor(wctx, recs) // on timeout, serve what is applied
-			cancel()
-		}
-	}
+	// Totals include everything written through this server so far; on a
+	// timeout, serve what the projections have applied.
+	_ = s.waitApplied(r.Context(), s.head.get())
 	days, err := s.Views.DailyTotals(r.Context(), mchID, from, to)
 	if err != nil {
 		s.fail(w, r, replyJSON, err)

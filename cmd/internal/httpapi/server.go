@@ -117,15 +117,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// errTooLarge is returned for bodies over the limit.
-var errTooLarge = errors.New("body too large")
-
 // readBody reads at most limit bytes of the request body.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return nil, &reject{status: http.StatusRequestEntityTooLarge, msg: "body too large", cause: errTooLarge}
+		return nil, &reject{status: http.StatusRequestEntityTooLarge, msg: "body too large", cause: err}
 	}
 	if err != nil {
 		return nil, badRequest("cannot read body", err)
@@ -140,15 +137,21 @@ func (s *Server) appendContext(r *http.Request) (context.Context, context.Cancel
 	return context.WithTimeout(context.WithoutCancel(r.Context()), s.AppendTimeout)
 }
 
+// waitApplied waits, at most ReadWait, until the projections have applied
+// pos (read-your-writes).
+func (s *Server) waitApplied(ctx context.Context, pos eventstore.Position) error {
+	if s.Follower == nil || pos.IsZero() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.ReadWait)
+	defer cancel()
+	return s.Follower.WaitFor(ctx, pos)
+}
+
 // waitView waits until the projections have applied pos, then reads the view.
 func (s *Server) waitView(ctx context.Context, mchID, outTradeNo string, pos eventstore.Position) (projections.OrderView, bool, error) {
-	if s.Follower != nil && !pos.IsZero() {
-		wctx, cancel := context.WithTimeout(ctx, s.ReadWait)
-		err := s.Follower.WaitFor(wctx, pos)
-		cancel()
-		if err != nil {
-			return projections.OrderView{}, false, err
-		}
+	if err := s.waitApplied(ctx, pos); err != nil {
+		return projections.OrderView{}, false, err
 	}
 	return s.Views.Order(ctx, mchID, outTradeNo)
 }
