@@ -115,6 +115,11 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	// Configuration first: a bad key must not touch the data folder.
+	v3, err := buildV3Verifiers(cfg.Merchants, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
 	n := &node{cfg: cfg}
 	defer func() {
 		if err != nil {
@@ -132,10 +137,6 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 	if n.rm, err = projections.OpenReadModel(filepath.Join(cfg.DataDir, readModelFile)); err != nil {
 		return nil, fmt.Errorf("open read model: %w", err)
-	}
-	v3, err := buildV3Verifiers(cfg.Merchants, cfg.Now)
-	if err != nil {
-		return nil, err
 	}
 	n.runner = projections.NewRunner(n.store, n.rm)
 	ledger := app.New(n.store, app.WithClock(cfg.Now))
