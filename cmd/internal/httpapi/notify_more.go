@@ -65,13 +65,14 @@ func (s *Server) v3Notify(w http.ResponseWriter, r *http.Request) {
 	serial := r.Header.Get("Wechatpay-Serial")
 	var m *merchant.Merchant
 	var verifier *wechatpay.V3Verifier
-	for _, cand := range s.Merchants.All() {
-		if v := s.V3[cand.MchID]; v != nil && v.HasSerial(serial) {
-			m, verifier = cand, v
+	for _, mchID := range s.v3IDs {
+		if v := s.V3[mchID]; v.HasSerial(serial) {
+			m, _ = s.Merchants.Get(mchID)
+			verifier = v
 			break
 		}
 	}
-	if verifier == nil {
+	if verifier == nil || m == nil {
 		s.refuse(w, r, channel, replyV3JSON, unauthorized("unknown Wechatpay-Serial", fmt.Errorf("serial %.64q", serial)))
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/orderledger/orderledger/cmd/internal/app"
@@ -64,6 +65,7 @@ type Server struct {
 	Config
 	log     *slog.Logger
 	metrics *Metrics
+	v3IDs   []string // mch_ids of V3, sorted: the order serials are looked up in
 	head    highWater
 }
 
@@ -81,7 +83,14 @@ func New(cfg Config) *Server {
 	if cfg.ReadWait == 0 {
 		cfg.ReadWait = 5 * time.Second
 	}
-	return &Server{Config: cfg, log: cfg.Logger, metrics: newMetrics()}
+	s := &Server{Config: cfg, log: cfg.Logger, metrics: newMetrics()}
+	for id, v := range cfg.V3 {
+		if v != nil {
+			s.v3IDs = append(s.v3IDs, id)
+		}
+	}
+	slices.Sort(s.v3IDs)
+	return s
 }
 
 // Metrics returns the server's counters.
