@@ -72,30 +72,20 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		}
 	}
 
-	var lastErr error
-	for attempt := range s.opts.appendAttempts {
-		if attempt > 0 {
-			if err := s.sleep(ctx, s.backoff(attempt-1)); err != nil {
-				lastErr = errors.Join(lastErr, err)
-				break
-			}
-		}
-		res, err := s.appendOnce(ctx, name, expected, events, data)
-		switch {
-		case err == nil:
-			return res, nil
-		case errors.Is(err, eventstore.ErrWrongExpectedRevision), errors.Is(err, eventstore.ErrEventIDConflict),
-			errors.Is(err, eventstore.ErrClosed), permanent(err):
-			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
-		case retryable(err) && ctx.Err() == nil:
-			lastErr = err
-			continue
-		}
-		// Deadline, cancellation, unknown failures: the outcome is unknown
-		// and repeating at once is unlikely to help; the caller decides.
-		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, s.unavailable(err))
+	// Deadline, cancellation, unknown failures are not retried: the outcome
+	// is unknown and repeating at once is unlikely to help; the caller
+	// decides.
+	again := func(err error) bool { return !outcomeKnown(err) && retryable(err) }
+	res, exhausted, err := retry(s, ctx, s.opts.appendAttempts, again, func() (eventstore.AppendResult, error) {
+		return s.appendOnce(ctx, name, expected, events, data)
+	})
+	switch {
+	case err == nil:
+		return res, nil
+	case exhausted:
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %d attempts: %w", stream, s.opts.appendAttempts, s.classify(err))
 	}
-	return eventstore.AppendResult{}, fmt.Errorf("append %s: %d attempts: %w", stream, s.opts.appendAttempts, s.unavailable(lastErr))
+	return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, s.classify(err))
 }
 
 // appendOnce is one attempt: read the stream, decide, append, read back.

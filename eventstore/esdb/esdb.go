@@ -18,7 +18,9 @@
 //   - Persistent true.
 //
 // The price of that read is one extra round trip per append, growing with
-// the stream's length: fine for the ledger's short per-order streams.
+// the stream's length, plus a short read-back of the appended events (for
+// their exact position and content): fine for the ledger's short per-order
+// streams.
 //
 // Client quirks handled here (see README.md): the client defaults an unset
 // expected revision to Any, so it is always set; it invents random event IDs
@@ -308,7 +310,7 @@ func call[T any](s *Store, ctx context.Context, fn func(ctx context.Context, c *
 		switch {
 		case closedClient(err):
 			c.markDead()
-		case unavailable(err):
+		case isUnavailable(err):
 			c.retire()
 		case transient(err) && ctx.Err() == nil:
 			c.reprobe()
@@ -331,18 +333,6 @@ func call[T any](s *Store, ctx context.Context, fn func(ctx context.Context, c *
 		return zero, ctx.Err()
 	}
 	return zero, errClientDied
-}
-
-// unavailable wraps err as "outcome unknown", keeping err in the chain.
-// It turns ErrClosed into itself and leaves ErrUnavailable alone.
-func (s *Store) unavailable(err error) error {
-	if errors.Is(err, eventstore.ErrClosed) || errors.Is(err, eventstore.ErrUnavailable) {
-		return err
-	}
-	if s.isClosed() {
-		return fmt.Errorf("%w: %w", eventstore.ErrClosed, err)
-	}
-	return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 }
 
 func (s *Store) isClosed() bool {
@@ -368,6 +358,28 @@ func (s *Store) sleep(ctx context.Context, d time.Duration) error {
 func (s *Store) backoff(attempt int) time.Duration {
 	d := s.opts.retryBackoff << min(attempt, 10)
 	return min(d, 2*time.Second)
+}
+
+// retry runs op up to attempts times, pausing s.backoff between attempts,
+// for as long as it fails with an error that again accepts and ctx lives.
+// It returns op's last result; exhausted is true when it stopped on an
+// error again accepted, because the attempts ran out or a pause was cut
+// short (err then also holds why).
+func retry[T any](s *Store, ctx context.Context, attempts int, again func(error) bool, op func() (T, error)) (v T, exhausted bool, err error) {
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if serr := s.sleep(ctx, s.backoff(attempt-1)); serr != nil {
+				return v, true, errors.Join(err, serr)
+			}
+		}
+		v, err = op()
+		if err == nil || !again(err) || ctx.Err() != nil {
+			return v, false, err
+		}
+		if attempt+1 >= attempts {
+			return v, true, err
+		}
+	}
 }
 
 // errClientDied: the client closed itself (node discovery failed) while the
@@ -433,13 +445,19 @@ func (c *conn) isRetired() bool { return c.retired.Load() }
 // closeWhenDrained closes a retired client once nothing uses it any more,
 // unless it dies first.
 func (c *conn) closeWhenDrained() {
-	done := make(chan struct{})
-	go func() { c.inflight.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-c.idle():
 		c.close()
 	case <-c.dead:
 	}
+}
+
+// idle returns a channel closed once no call, probe or subscription uses
+// the client any more.
+func (c *conn) idle() <-chan struct{} {
+	done := make(chan struct{})
+	go func() { c.inflight.Wait(); close(done) }()
+	return done
 }
 
 // waitReady waits until the client is connected, dead, or ctx ends.
@@ -498,12 +516,10 @@ func (c *conn) startProbeLocked() {
 // drain waits up to d for calls in flight; it reports whether none is
 // left, or the client is dead (so nothing will come back through it).
 func (c *conn) drain(d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { c.inflight.Wait(); close(done) }()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-done:
+	case <-c.idle():
 		return true
 	case <-c.dead:
 		return false

@@ -28,7 +28,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, n in
 	}
 	out, err := s.readFrom(ctx, s.opts.namespace+stream, from, n)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", stream, s.readErr(err))
+		return nil, fmt.Errorf("read %s: %w", stream, s.classify(err))
 	}
 	return out, nil
 }
@@ -72,33 +72,19 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, n int) (
 	cursor := after
 	var out []eventstore.RecordedEvent
 	for {
-		var from esdbclient.AllPosition = esdbclient.Start{}
-		if !cursor.IsZero() {
-			from = esdbclient.Position{Commit: cursor.Commit, Prepare: cursor.Prepare}
-		}
+		from := allFrom(cursor)
 		batch, err := retryRead(s, ctx, func(ctx context.Context, cn *conn) ([]*esdbclient.ResolvedEvent, error) {
 			rs, err := cn.client.ReadAll(ctx, esdbclient.ReadAllOptions{From: from}, page)
 			if err != nil {
 				return nil, err
 			}
-			defer rs.Close()
-			var batch []*esdbclient.ResolvedEvent
-			for {
-				ev, err := rs.Recv()
-				if errors.Is(err, io.EOF) {
-					return batch, nil
-				}
-				if err != nil {
-					return nil, err
-				}
-				batch = append(batch, ev)
-			}
+			return recvAll(rs)
 		})
 		if err != nil {
 			if !errors.Is(err, eventstore.ErrClosed) && s.pastEnd(ctx, cursor) {
 				return out, nil // a position past the log's end reads as empty
 			}
-			return nil, fmt.Errorf("read all after %v: %w", after, s.readErr(err))
+			return nil, fmt.Errorf("read all after %v: %w", after, s.classify(err))
 		}
 		for _, ev := range batch {
 			rec, ok := s.convert(ev)
@@ -137,8 +123,7 @@ func (s *Store) pastEnd(ctx context.Context, p eventstore.Position) bool {
 		if err != nil {
 			return eventstore.Position{}, err
 		}
-		r := ev.OriginalEvent()
-		return eventstore.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}, nil
+		return position(ev.OriginalEvent().Position), nil
 	})
 	return err == nil && !p.Less(last)
 }
@@ -151,52 +136,42 @@ func (s *Store) readRaw(ctx context.Context, name string, opts esdbclient.ReadSt
 		if err != nil {
 			return nil, err
 		}
-		defer rs.Close()
+		evs, err := recvAll(rs)
+		if isCode(err, esdbclient.ErrorCodeResourceNotFound) {
+			return nil, nil // StreamNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
 		var out []eventstore.RecordedEvent
-		for {
-			ev, err := rs.Recv()
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			if isCode(err, esdbclient.ErrorCodeResourceNotFound) {
-				return nil, nil // StreamNotFound
-			}
-			if err != nil {
-				return nil, err
-			}
+		for _, ev := range evs {
 			rec, _ := s.convert(ev)
 			out = append(out, rec)
 		}
+		return out, nil
 	})
+}
+
+// recvAll receives the events of rs up to its end, and closes it.
+func recvAll(rs *esdbclient.ReadStream) ([]*esdbclient.ResolvedEvent, error) {
+	defer rs.Close()
+	var out []*esdbclient.ResolvedEvent
+	for {
+		ev, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
 }
 
 // retryRead runs a read, repeating it after retryable failures.
 func retryRead[T any](s *Store, ctx context.Context, fn func(ctx context.Context, cn *conn) (T, error)) (T, error) {
-	var (
-		v   T
-		err error
-	)
-	for attempt := range readAttempts {
-		if attempt > 0 {
-			if serr := s.sleep(ctx, s.backoff(attempt-1)); serr != nil {
-				return v, errors.Join(err, serr)
-			}
-		}
-		v, err = call(s, ctx, fn)
-		if err == nil || !retryable(err) || ctx.Err() != nil {
-			return v, err
-		}
-	}
+	v, _, err := retry(s, ctx, readAttempts, retryable, func() (T, error) { return call(s, ctx, fn) })
 	return v, err
-}
-
-// readErr classifies a read failure: closed store, refused request, or
-// unavailable.
-func (s *Store) readErr(err error) error {
-	if permanent(err) {
-		return err
-	}
-	return s.unavailable(err)
 }
 
 // convert turns a client event into a RecordedEvent. ok is false for what
@@ -209,7 +184,7 @@ func (s *Store) convert(ev *esdbclient.ResolvedEvent) (eventstore.RecordedEvent,
 	if r == nil {
 		return eventstore.RecordedEvent{}, false
 	}
-	pos := eventstore.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}
+	pos := position(r.Position)
 	if pos.Commit == math.MaxUint64 {
 		pos = eventstore.Position{} // "no position" (old servers on stream reads)
 	}
@@ -227,6 +202,20 @@ func (s *Store) convert(ev *esdbclient.ResolvedEvent) (eventstore.RecordedEvent,
 	ok := !strings.HasPrefix(r.StreamID, "$") && !strings.HasPrefix(r.EventType, "$") &&
 		strings.HasPrefix(r.StreamID, s.opts.namespace)
 	return rec, ok
+}
+
+// position converts the client's log position.
+func position(p esdbclient.Position) eventstore.Position {
+	return eventstore.Position{Commit: p.Commit, Prepare: p.Prepare}
+}
+
+// allFrom is where a read or subscription of $all starts for `after`: the
+// beginning of the log for the zero position.
+func allFrom(after eventstore.Position) esdbclient.AllPosition {
+	if after.IsZero() {
+		return esdbclient.Start{}
+	}
+	return esdbclient.Position{Commit: after.Commit, Prepare: after.Prepare}
 }
 
 func nilIfEmpty(b []byte) []byte {

@@ -41,7 +41,7 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position, opts e
 	sctx, cancel := context.WithCancel(ctx)
 	sub := &subscription{
 		s:        s,
-		prefix:   s.opts.namespace + opts.StreamPrefix,
+		prefix:   opts.StreamPrefix,
 		maxBatch: maxBatch,
 		ctx:      sctx,
 		cancel:   cancel,
@@ -52,7 +52,7 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position, opts e
 	first, err := sub.open(ctx, after)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("subscribe after %v: %w", after, s.readErr(err))
+		return nil, fmt.Errorf("subscribe after %v: %w", after, s.classify(err))
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -80,7 +80,7 @@ type item struct {
 // only reads items, so it can honour its own context.
 type subscription struct {
 	s        *Store
-	prefix   string // server-side stream prefix, namespace included
+	prefix   string // opts.StreamPrefix: the namespace is not part of it
 	maxBatch int
 
 	ctx    context.Context // ends the pump and the client subscription
@@ -113,17 +113,13 @@ func (cs clientSub) release() {
 // the wait for the server's confirmation; the subscription itself lives on
 // sub.ctx.
 func (sub *subscription) open(waitCtx context.Context, after eventstore.Position) (clientSub, error) {
-	var from esdbclient.AllPosition = esdbclient.Start{}
-	if !after.IsZero() {
-		from = esdbclient.Position{Commit: after.Commit, Prepare: after.Prepare}
-	}
 	o := esdbclient.SubscribeToAllOptions{
-		From:               from,
+		From:               allFrom(after),
 		MaxSearchWindow:    sub.s.opts.searchWindow,
 		CheckpointInterval: sub.s.opts.checkpointMult,
 	}
-	if sub.prefix != "" {
-		o.Filter = &esdbclient.SubscriptionFilter{Type: esdbclient.StreamFilterType, Prefixes: []string{sub.prefix}}
+	if prefix := sub.s.opts.namespace + sub.prefix; prefix != "" {
+		o.Filter = &esdbclient.SubscriptionFilter{Type: esdbclient.StreamFilterType, Prefixes: []string{prefix}}
 	} else {
 		o.Filter = esdbclient.ExcludeSystemEventsFilter()
 	}
@@ -152,7 +148,7 @@ func (sub *subscription) pump(cs clientSub, after eventstore.Position) {
 	attempt := 0
 	for {
 		err := sub.forward(cs.es, &last, &attempt)
-		if unavailable(err) {
+		if isUnavailable(err) {
 			cs.cn.retire() // resubscribe on a fresh connection
 		}
 		cs.release()
@@ -175,7 +171,7 @@ func (sub *subscription) pump(cs clientSub, after eventstore.Position) {
 				break
 			}
 			if errors.Is(err, eventstore.ErrClosed) || sub.ctx.Err() != nil {
-				sub.send(item{err: fmt.Errorf("resubscribe: %w", sub.s.readErr(err))})
+				sub.send(item{err: fmt.Errorf("resubscribe: %w", sub.s.classify(err))})
 				return
 			}
 		}
@@ -200,14 +196,14 @@ func (sub *subscription) forward(es *esdbclient.Subscription, last *eventstore.P
 			}
 			*last = rec.Position
 			it := item{position: rec.Position}
-			if ok && strings.HasPrefix(rec.StreamID, strings.TrimPrefix(sub.prefix, sub.s.opts.namespace)) {
+			if ok && strings.HasPrefix(rec.StreamID, sub.prefix) {
 				it.event = &rec
 			}
 			if !sub.send(it) {
 				return sub.ctx.Err()
 			}
 		case m.CheckPointReached != nil:
-			p := eventstore.Position{Commit: m.CheckPointReached.Commit, Prepare: m.CheckPointReached.Prepare}
+			p := position(*m.CheckPointReached)
 			if !last.Less(p) {
 				continue
 			}

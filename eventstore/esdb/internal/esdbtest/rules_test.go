@@ -246,17 +246,8 @@ func TestAllPositions(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer sub.Close()
-		for {
-			m := sub.Recv()
-			if m.SubscriptionDropped != nil {
-				t.Fatalf("dropped: %v", m.SubscriptionDropped.Error)
-			}
-			if m.EventAppeared != nil {
-				if m.EventAppeared.Event.EventID != got[2].EventID {
-					t.Fatalf("subscription from the 2nd event's position starts with %s, want the 3rd event (exclusive)", m.EventAppeared.Event.EventID)
-				}
-				break
-			}
+		if ev := firstEvent(t, sub); ev.Event.EventID != got[2].EventID {
+			t.Fatalf("subscription from the 2nd event's position starts with %s, want the 3rd event (exclusive)", ev.Event.EventID)
 		}
 
 		live, err := tg.client.SubscribeToAll(ctx(t), esdbclient.SubscribeToAllOptions{Filter: filter})
@@ -266,19 +257,24 @@ func TestAllPositions(t *testing.T) {
 		defer live.Close()
 		next := events(1, "Live")
 		mustAppend(t, tg.client, s, esdbclient.Revision(2), next...)
-		for {
-			m := live.Recv()
-			if m.SubscriptionDropped != nil {
-				t.Fatalf("dropped: %v", m.SubscriptionDropped.Error)
-			}
-			if m.EventAppeared != nil {
-				if m.EventAppeared.Event.EventID != next[0].EventID {
-					t.Fatalf("subscription without From delivered a stored event first; want only the new one")
-				}
-				break
-			}
+		if ev := firstEvent(t, live); ev.Event.EventID != next[0].EventID {
+			t.Fatalf("subscription without From delivered a stored event first; want only the new one")
 		}
 	})
+}
+
+// firstEvent returns the first event sub delivers; a drop fails the test.
+func firstEvent(t *testing.T, sub *esdbclient.Subscription) *esdbclient.ResolvedEvent {
+	t.Helper()
+	for {
+		m := sub.Recv()
+		if m.SubscriptionDropped != nil {
+			t.Fatalf("dropped: %v", m.SubscriptionDropped.Error)
+		}
+		if m.EventAppeared != nil {
+			return m.EventAppeared
+		}
+	}
 }
 
 // TestFilteredCheckpoints: a filtered subscription reports progress through

@@ -34,9 +34,10 @@
 //     filter, Checkpoint messages every MaxSearchWindow x multiplier
 //     considered events and when the catch-up phase reaches the end, and a
 //     CaughtUp message when it first reaches the end.
-//   - The MaxAppendSize limit (default 1 MiB, counted as the server does, as
-//     the encoded size of the proposed messages), refused with gRPC
-//     InvalidArgument and the "maximum-append-size-exceeded" trailer.
+//   - The MaxAppendSize limit (the server's default, 1 MiB, counted as the
+//     server does, as the encoded size of the proposed messages), refused
+//     with gRPC InvalidArgument and the "maximum-append-size-exceeded"
+//     trailer.
 //   - ServerFeatures.GetSupportedMethods (version 24.10.0), so the client's
 //     handshake runs as against a real node.
 //
@@ -75,6 +76,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/orderledger/orderledger/eventstore"
 )
 
 // firstPosition is where the first user event lands in the log: a real node
@@ -88,8 +91,9 @@ const commitRecordSize = 41
 // accepts 17 MiB messages and a node accepts events up to 16 MiB.
 const maxMessage = 20 << 20
 
-// DefaultMaxAppendSize is the server's default MaxAppendSize: the sum of the
-// encoded sizes of the proposed messages of one append (1 MiB).
+// DefaultMaxAppendSize is the server's default MaxAppendSize, the limit this
+// double applies: the sum of the encoded sizes of the proposed messages of
+// one append (1 MiB).
 const DefaultMaxAppendSize = 1 << 20
 
 // Record is an event as the test server stores it.
@@ -106,33 +110,25 @@ type Record struct {
 	Prepare     uint64 // position of its own prepare record
 }
 
-func (r *Record) after(commit, prepare uint64) bool {
-	return r.Commit > commit || (r.Commit == commit && r.Prepare > prepare)
-}
-
 // Server is the test double. Create it with Start; all methods are safe for
 // concurrent use.
 type Server struct {
 	// mu guards every field below it.
-	mu       sync.Mutex
-	log      []*Record
-	streams  map[string][]*Record
-	ids      map[[16]byte]*Record // last record stored under each ID
-	next     uint64               // log position of the next record
-	changed  chan struct{}        // closed and replaced on every commit
-	appends  int                  // Append calls that reached the commit check
-	commits  int                  // appends that wrote events
-	readsRPC int                  // Read calls (reads and subscriptions)
-	fired    Faults               // faults injected so far
-
-	maxAppendSize int // 0: no limit
+	mu      sync.Mutex
+	log     []*Record
+	streams map[string][]*Record
+	ids     map[[16]byte]*Record // last record stored under each ID
+	next    uint64               // log position of the next record
+	changed chan struct{}        // closed and replaced on every commit
+	appends int                  // Append calls that reached the commit check
+	commits int                  // appends that wrote events
+	fired   Faults               // faults injected so far
 
 	// fault injection, consumed one by one
-	dropReplies       int
-	notLeader         int
-	unavailable       int
-	dropSubsAfter     int // 0: never
-	subscriptionsLive int
+	dropReplies   int
+	notLeader     int
+	unavailable   int
+	dropSubsAfter int // 0: never
 
 	// network
 	addr    string
@@ -151,8 +147,6 @@ func Start(addr string) (*Server, error) {
 		next:    firstPosition,
 		changed: make(chan struct{}),
 		conns:   map[string]net.Conn{},
-
-		maxAppendSize: DefaultMaxAppendSize,
 	}
 	if err := s.listen(addr); err != nil {
 		return nil, err
@@ -232,13 +226,6 @@ func (s *Server) Restart() error {
 // Close stops the server for good.
 func (s *Server) Close() { s.Stop() }
 
-// SetMaxAppendSize changes the append size limit (0: none).
-func (s *Server) SetMaxAppendSize(n int) {
-	s.mu.Lock()
-	s.maxAppendSize = n
-	s.mu.Unlock()
-}
-
 // DropNextAppendReplies makes the next n appends commit their events and then
 // lose the reply: the client's TCP connection is cut, so the client sees the
 // outcome as unknown.
@@ -275,12 +262,10 @@ func (s *Server) DropSubscriptionsAfter(k int) {
 
 // Stats are counters for tests.
 type Stats struct {
-	Appends       int // Append calls that reached the commit check
-	Commits       int // appends that wrote events
-	Events        int // events stored
-	ReadCalls     int // Read calls, subscriptions included
-	Subscriptions int // subscriptions currently running
-	Faults        Faults
+	Appends int // Append calls that reached the commit check
+	Commits int // appends that wrote events
+	Events  int // events stored
+	Faults  Faults
 }
 
 // Faults counts the faults the server injected.
@@ -295,19 +280,7 @@ type Faults struct {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Appends: s.appends, Commits: s.commits, Events: len(s.log), ReadCalls: s.readsRPC,
-		Subscriptions: s.subscriptionsLive, Faults: s.fired}
-}
-
-// Stream returns a copy of the records of a stream.
-func (s *Server) Stream(name string) []Record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Record, len(s.streams[name]))
-	for i, r := range s.streams[name] {
-		out[i] = *r
-	}
-	return out
+	return Stats{Appends: s.appends, Commits: s.commits, Events: len(s.log), Faults: s.fired}
 }
 
 // AppendDirect stores events as if another writer had appended them with
@@ -435,9 +408,7 @@ func (st *streamsService) Append(stream api.Streams_AppendServer) error {
 	default:
 		return status.Error(codes.InvalidArgument, "missing expected stream revision")
 	}
-	s.mu.Lock()
-	limit := s.maxAppendSize
-	s.mu.Unlock()
+	const limit = DefaultMaxAppendSize
 	var events []Record
 	size := 0
 	for {
@@ -452,7 +423,7 @@ func (st *streamsService) Append(stream api.Streams_AppendServer) error {
 		if pm == nil {
 			return status.Error(codes.InvalidArgument, "expected a proposed message")
 		}
-		if size += proto.Size(pm); limit > 0 && size > limit {
+		if size += proto.Size(pm); size > limit {
 			stream.SetTrailer(metadata.Pairs(
 				"exception", "maximum-append-size-exceeded",
 				"maximum-append-size", strconv.Itoa(limit),
@@ -671,9 +642,6 @@ func decodeFilter(o *api.ReadReq_Options) (*filter, error) {
 
 func (st *streamsService) Read(req *api.ReadReq, out api.Streams_ReadServer) error {
 	s := st.s
-	s.mu.Lock()
-	s.readsRPC++
-	s.mu.Unlock()
 	o := req.GetOptions()
 	if o == nil {
 		return status.Error(codes.InvalidArgument, "missing options")
@@ -799,7 +767,6 @@ func (s *Server) subscribeAll(ao *api.ReadReq_Options_AllOptions, flt *filter, s
 	ctx := out.Context()
 	s.mu.Lock()
 	dropAfter := s.dropSubsAfter
-	s.subscriptionsLive++
 	// Where to start: the index of the first record strictly after the
 	// requested position (the server's subscriptions are exclusive).
 	var idx int
@@ -816,11 +783,6 @@ func (s *Server) subscribeAll(ao *api.ReadReq_Options_AllOptions, flt *filter, s
 		}
 	}
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.subscriptionsLive--
-		s.mu.Unlock()
-	}()
 
 	id := fmt.Sprintf("esdbtest-%p-%d", out, time.Now().UnixNano())
 	if err := out.Send(&api.ReadResp{Content: &api.ReadResp_Confirmation{Confirmation: &api.ReadResp_SubscriptionConfirmation{SubscriptionId: id}}}); err != nil {
@@ -900,7 +862,7 @@ func eventResp(r *Record, structured bool) *api.ReadResp {
 			LeastSignificantBits: int64(binary.BigEndian.Uint64(r.ID[8:])),
 		}}}
 	} else {
-		id = &shared.UUID{Value: &shared.UUID_String_{String_: uuidString(r.ID)}}
+		id = &shared.UUID{Value: &shared.UUID_String_{String_: eventstore.EventID(r.ID).String()}}
 	}
 	return &api.ReadResp{Content: &api.ReadResp_Event{Event: &api.ReadResp_ReadEvent{
 		Event: &api.ReadResp_ReadEvent_RecordedEvent{
@@ -930,31 +892,12 @@ func uuidFromProto(u *shared.UUID) ([16]byte, error) {
 		binary.BigEndian.PutUint64(id[8:], uint64(v.Structured.GetLeastSignificantBits()))
 		return id, nil
 	case *shared.UUID_String_:
-		h := strings.ReplaceAll(v.String_, "-", "")
-		if len(h) != 32 {
+		// The client sends structured IDs; this is the other encoding.
+		id, err := eventstore.ParseEventID(v.String_)
+		if err != nil {
 			return id, fmt.Errorf("bad event id %q", v.String_)
-		}
-		for i := range 16 {
-			b, err := strconv.ParseUint(h[2*i:2*i+2], 16, 8)
-			if err != nil {
-				return id, fmt.Errorf("bad event id %q", v.String_)
-			}
-			id[i] = byte(b)
 		}
 		return id, nil
 	}
 	return id, errors.New("missing event id")
-}
-
-func uuidString(id [16]byte) string {
-	const hexdigits = "0123456789abcdef"
-	var b strings.Builder
-	for i, c := range id {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b.WriteByte('-')
-		}
-		b.WriteByte(hexdigits[c>>4])
-		b.WriteByte(hexdigits[c&0xf])
-	}
-	return b.String()
 }
