@@ -68,7 +68,7 @@ func (rm *ReadModel) apply(ctx context.Context, events []eventstore.RecordedEven
 		return fmt.Errorf("apply batch: read checkpoint: %w", err)
 	}
 
-	var load *sql.Stmt // prepared for this transaction on the first cache miss
+	var load *sql.Stmt // see fetchRow
 	rows := map[orderKey]*orderRow{}
 	days := map[dayKey]*dayDelta{}
 	next := stored
@@ -90,18 +90,8 @@ func (rm *ReadModel) apply(ctx context.Context, events []eventstore.RecordedEven
 		key := orderKey{mchID, outTradeNo}
 		row := rows[key]
 		if row == nil {
-			if row = rm.cache.take(key); row != nil && rm.onCacheHit != nil {
-				if err = rm.onCacheHit(ctx, tx, row); err != nil {
-					return fmt.Errorf("apply batch: cached %s: %w", ev.StreamID, err)
-				}
-			}
-			if row == nil {
-				if load == nil {
-					load = tx.StmtContext(ctx, rm.stmts.loadRow)
-				}
-				if row, err = loadRow(ctx, load, key); err != nil {
-					return fmt.Errorf("apply batch: load %s: %w", ev.StreamID, err)
-				}
+			if row, err = rm.fetchRow(ctx, tx, &load, key, ev.StreamID); err != nil {
+				return err
 			}
 			rows[key] = row
 		}
@@ -227,6 +217,28 @@ func evolveCounting(mchID string, o domain.Order, e domain.Event, recordedAt tim
 	return o
 }
 
+// fetchRow returns the committed orders row of key, stream: taken out of
+// the cache, else read from the file with *load (prepared for tx on the
+// first cache miss of the batch).
+func (rm *ReadModel) fetchRow(ctx context.Context, tx *sql.Tx, load **sql.Stmt, key orderKey, stream string) (*orderRow, error) {
+	if row := rm.cache.take(key); row != nil {
+		if rm.onCacheHit != nil {
+			if err := rm.onCacheHit(ctx, tx, row); err != nil {
+				return nil, fmt.Errorf("apply batch: cached %s: %w", stream, err)
+			}
+		}
+		return row, nil
+	}
+	if *load == nil {
+		*load = tx.StmtContext(ctx, rm.stmts.loadRow)
+	}
+	row, err := loadRow(ctx, *load, key)
+	if err != nil {
+		return nil, fmt.Errorf("apply batch: load %s: %w", stream, err)
+	}
+	return row, nil
+}
+
 // loadRow reads the orders row of k; a missing row is returned with
 // exists false.
 func loadRow(ctx context.Context, stmt *sql.Stmt, k orderKey) (*orderRow, error) {
@@ -297,21 +309,15 @@ func writeRows(ctx context.Context, tx *sql.Tx, st *stmts, rows map[orderKey]*or
 		if err := cmp.Or(err1, err2, err3); err != nil {
 			return fmt.Errorf("apply batch: %s/%s: %w", k.mchID, k.outTradeNo, err)
 		}
+		// The auditors' columns are the view's fields, so they always agree.
 		v := viewOf(k.mchID, k.outTradeNo, o, row.revision, row.pos)
-		codes := make([]string, len(o.Anomalies))
-		for i, a := range o.Anomalies {
+		codes := make([]string, len(v.Anomalies))
+		for i, a := range v.Anomalies {
 			codes[i] = a.Code
 		}
-		var paidAt, placedAt any
-		if o.Payment != nil {
-			paidAt = formatTime(o.Payment.PaidAt)
-		}
-		if o.Placed != nil {
-			placedAt = formatTime(o.Placed.PlacedAt)
-		}
 		if _, err := stmt.ExecContext(ctx, k.mchID, k.outTradeNo, v.Status, v.TotalFee, v.PaidFee, v.CashFee,
-			v.RefundedFee, v.TransactionID, paidAt, placedAt, v.AppID, v.Description, strings.Join(codes, ","),
-			rev, c, p, now, state); err != nil {
+			v.RefundedFee, v.TransactionID, columnTime(v.PaidAt), columnTime(v.PlacedAt), v.AppID, v.Description,
+			strings.Join(codes, ","), rev, c, p, now, state); err != nil {
 			return fmt.Errorf("apply batch: write order %s/%s: %w", k.mchID, k.outTradeNo, err)
 		}
 		row.size = len(state)

@@ -128,6 +128,16 @@ func (r *runner) waitFor(t testing.TB, pos eventstore.Position) {
 	}
 }
 
+// catchUp runs a runner on rm until it has applied pos, then stops it.
+func catchUp(t testing.TB, s eventstore.Store, rm *ReadModel, pos eventstore.Position) {
+	t.Helper()
+	r := startRunner(s, rm)
+	r.waitFor(t, pos)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // dump renders every table deterministically: rows sorted by key, the
 // wall-clock updated_at columns left out.
 func dump(t testing.TB, rm *ReadModel) string {

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -228,28 +229,28 @@ func checkOracle(t *testing.T, mem *memStore, rm *ReadModel) {
 		}
 		jsonEqual(t, "view of "+s, got, string(mustJSON(t, viewOf(mch, otn, &o, last.Revision, last.Position))))
 
-		// Daily totals from the final state.
-		recordedAt := func(match func(domain.Event) bool) time.Time {
+		// Daily totals from the final state. A fact without its own time
+		// counts on the recorded_at of the first event that matches.
+		factDay := func(at time.Time, match func(domain.Event) bool) *DailyTotal {
+			if !at.IsZero() {
+				return day(mch, at)
+			}
 			for i, e := range events {
 				if match(e) {
-					return recs[i].RecordedAt
+					return day(mch, recs[i].RecordedAt)
 				}
 			}
 			t.Fatalf("%s: no matching event", s)
-			return time.Time{}
+			return nil
 		}
 		if o.Placed != nil {
 			day(mch, o.Placed.PlacedAt).OrdersPlaced++
 		}
 		if p := o.Payment; p != nil {
-			at := p.PaidAt
-			if at.IsZero() {
-				at = recordedAt(func(e domain.Event) bool {
-					c, ok := e.(domain.PaymentConfirmed)
-					return ok && c.TransactionID == p.TransactionID
-				})
-			}
-			d := day(mch, at)
+			d := factDay(p.PaidAt, func(e domain.Event) bool {
+				c, ok := e.(domain.PaymentConfirmed)
+				return ok && c.TransactionID == p.TransactionID
+			})
 			d.Payments++
 			d.PaymentsFee += o.PaidFee
 			d.CashFee += o.CashFee
@@ -259,14 +260,10 @@ func checkOracle(t *testing.T, mem *memStore, rm *ReadModel) {
 			if rf.Status != domain.RefundStatusSuccess {
 				continue
 			}
-			at := rf.SucceededAt
-			if at.IsZero() {
-				at = recordedAt(func(e domain.Event) bool {
-					r, ok := e.(domain.RefundSucceeded)
-					return ok && r.RefundID == rf.RefundID
-				})
-			}
-			d := day(mch, at)
+			d := factDay(rf.SucceededAt, func(e domain.Event) bool {
+				r, ok := e.(domain.RefundSucceeded)
+				return ok && r.RefundID == rf.RefundID
+			})
 			d.Refunds++
 			d.RefundsFee += rf.RefundFee
 			d.NetFee -= rf.RefundFee
@@ -294,7 +291,7 @@ func checkOracle(t *testing.T, mem *memStore, rm *ReadModel) {
 	}
 	for mch, days := range totals {
 		var want []DailyTotal
-		for _, d := range slices.Sorted(mapsKeys(days)) {
+		for _, d := range slices.Sorted(maps.Keys(days)) {
 			want = append(want, *days[d])
 		}
 		got, err := rm.DailyTotals(ctx, mch, time.Date(2000, 1, 1, 0, 0, 0, 0, Beijing), time.Date(2100, 1, 1, 0, 0, 0, 0, Beijing))
@@ -302,16 +299,6 @@ func checkOracle(t *testing.T, mem *memStore, rm *ReadModel) {
 			t.Fatal(err)
 		}
 		jsonEqual(t, "daily totals of "+mch, got, string(mustJSON(t, want)))
-	}
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 

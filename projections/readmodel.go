@@ -310,8 +310,8 @@ func scanView(row interface{ Scan(...any) error }) (OrderView, error) {
 		return OrderView{}, err
 	}
 	var o domain.Order
-	if err := o.UnmarshalJSON(state); err != nil { // see decodeState
-		return OrderView{}, fmt.Errorf("%w: state_json of %s/%s: %w", ErrSchema, mch, otn, err)
+	if err := decodeState(state, &o); err != nil {
+		return OrderView{}, fmt.Errorf("%s/%s: %w", mch, otn, err)
 	}
 	return viewOf(mch, otn, &o, uint64(rev), eventstore.Position{Commit: uint64(c), Prepare: uint64(p)}), nil
 }
@@ -363,12 +363,9 @@ func (rm *ReadModel) DailyTotals(ctx context.Context, mchID string, from, to tim
 		if !ok { // every anomaly also touches daily_totals; be lenient anyway
 			i = len(out)
 			byDay[day] = i
-			out = append(out, DailyTotal{Day: day, Anomalies: map[string]int64{}})
+			out = append(out, DailyTotal{Day: day, Anomalies: map[string]int64{}, AnomalyFees: map[string]int64{}})
 		}
 		out[i].Anomalies[code] = n
-		if out[i].AnomalyFees == nil {
-			out[i].AnomalyFees = map[string]int64{}
-		}
 		out[i].AnomalyFees[code] = fee
 	}
 	if err := arows.Err(); err != nil {

@@ -53,24 +53,11 @@ func Rebuild(ctx context.Context, store eventstore.Store, path string) (err erro
 	if err != nil {
 		return fmt.Errorf("rebuild %s: %w", path, err)
 	}
-	after := eventstore.Start
-	for {
-		events, err := store.ReadAll(ctx, after, rebuildPage)
-		if err != nil {
-			rm.Close()
-			return fmt.Errorf("rebuild %s: read after %s: %w", path, after, err)
-		}
-		if len(events) == 0 {
-			break
-		}
-		last := events[len(events)-1].Position
-		if err := rm.apply(ctx, events, last); err != nil {
-			rm.Close()
-			return fmt.Errorf("rebuild %s: %w", path, err)
-		}
-		after = last
+	err = replay(ctx, store, rm)
+	if cerr := rm.Close(); err == nil {
+		err = cerr
 	}
-	if err := rm.Close(); err != nil {
+	if err != nil {
 		return fmt.Errorf("rebuild %s: %w", path, err)
 	}
 	if err := syncFile(tmp); err != nil {
@@ -86,10 +73,8 @@ func Rebuild(ctx context.Context, store eventstore.Store, path string) (err erro
 	if err := settleOld(path); err != nil {
 		return fmt.Errorf("rebuild %s: %w", path, err)
 	}
-	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
-		if err := os.Remove(path + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("rebuild %s: %w", path, err)
-		}
+	if err := removeFiles(path, "-wal", "-shm", "-journal"); err != nil {
+		return fmt.Errorf("rebuild %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rebuild %s: %w", path, err)
@@ -98,6 +83,25 @@ func Rebuild(ctx context.Context, store eventstore.Store, path string) (err erro
 		return fmt.Errorf("rebuild %s: %w", path, err)
 	}
 	return nil
+}
+
+// replay applies the whole log to rm, a page (one transaction) at a time.
+func replay(ctx context.Context, store eventstore.Store, rm *ReadModel) error {
+	after := eventstore.Start
+	for {
+		events, err := store.ReadAll(ctx, after, rebuildPage)
+		if err != nil {
+			return fmt.Errorf("read after %s: %w", after, err)
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		last := events[len(events)-1].Position
+		if err := rm.apply(ctx, events, last); err != nil {
+			return err
+		}
+		after = last
+	}
 }
 
 // settleOld checkpoints the WAL of the old model at path into the file and
@@ -132,8 +136,12 @@ const (
 )
 
 // removeDB removes a SQLite file and its companions; missing ones are fine.
-func removeDB(path string) error {
-	for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
+func removeDB(path string) error { return removeFiles(path, "", "-journal", "-wal", "-shm") }
+
+// removeFiles removes path+suffix for each suffix, in order; missing files
+// are fine.
+func removeFiles(path string, suffixes ...string) error {
+	for _, suffix := range suffixes {
 		if err := os.Remove(path + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}

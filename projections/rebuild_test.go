@@ -25,8 +25,7 @@ func seedStore(t *testing.T, store *memStore, n int) eventstore.Position {
 }
 
 func TestRebuildRefusesWhileOpen(t *testing.T) {
-	rm, path := openTestRM(t)
-	_ = rm
+	_, path := openTestRM(t)
 	err := Rebuild(context.Background(), newMemStore(time.Now), path)
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("Rebuild under an open read model = %v, want ErrLocked", err)
@@ -78,11 +77,7 @@ func TestRebuildOverCrashedModel(t *testing.T) {
 	first := seedStore(t, store, 30)
 
 	live, livePath := openTestRM(t)
-	r := startRunner(store, live)
-	r.waitFor(t, first)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, store, live, first)
 	oldDump := dump(t, live)
 
 	path := filepath.Join(t.TempDir(), "readmodel.db")
@@ -120,11 +115,7 @@ func TestRebuildOverCrashedModel(t *testing.T) {
 	}
 
 	// The rebuilt model equals the live one brought up to date incrementally.
-	r = startRunner(store, live)
-	r.waitFor(t, end)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, store, live, end)
 	rebuilt, err := OpenReadModel(path)
 	if err != nil {
 		t.Fatal(err)
@@ -140,11 +131,7 @@ func TestRebuildOverCrashedModel(t *testing.T) {
 
 	// And the runner continues from the rebuilt checkpoint.
 	last := appendTo(t, store, testMch, "NEW", paid("NEW", "4299", 7, 7, "2024-03-03 11:01:00"))
-	r = startRunner(store, rebuilt)
-	r.waitFor(t, last)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, store, rebuilt, last)
 	if v, _, _ := rebuilt.Order(ctx, testMch, "NEW"); v.Status != domain.StatusPaid {
 		t.Fatalf("after rebuild and run: %+v", v)
 	}

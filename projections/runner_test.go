@@ -34,11 +34,7 @@ func testCheckpointAtomicity(t *testing.T, reopen bool) {
 	hits := checkCacheHits(rm)
 
 	first := appendTo(t, store, testMch, "A1", placed("A1", 100, "2024-03-02 08:00:00"), paid("A1", "4200000001", 100, 100, "2024-03-02 08:01:00"))
-	r := startRunner(store, rm)
-	r.waitFor(t, first)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, store, rm, first)
 	before := dump(t, rm)
 
 	// The second batch: a new order, a payment and an anomaly on the first.
@@ -49,7 +45,7 @@ func testCheckpointAtomicity(t *testing.T, reopen bool) {
 
 	calls := 0
 	rm.beforeCommit = func() error { calls++; return errInjected }
-	r = startRunner(store, rm, WithMaxBatch(100))
+	r := startRunner(store, rm, WithMaxBatch(100))
 	err := <-r.errc
 	if !errors.Is(err, errInjected) {
 		t.Fatalf("Run = %v, want the injected failure", err)
@@ -89,11 +85,7 @@ func testCheckpointAtomicity(t *testing.T, reopen bool) {
 			t.Fatalf("a reopened model starts with %d cached rows", rm.cache.len())
 		}
 	}
-	r = startRunner(store, rm)
-	r.waitFor(t, end)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, store, rm, end)
 	totals, err := rm.DailyTotals(ctx, testMch, bj("2024-03-02 00:00:00"), bj("2024-03-02 00:00:00"))
 	if err != nil {
 		t.Fatal(err)
@@ -161,11 +153,7 @@ func TestRevisionGuard(t *testing.T) {
 	rm, _ := openTestRM(t)
 	appendTo(t, store, testMch, "A1", placed("A1", 100, "2024-03-02 08:00:00"), paid("A1", "4200000001", 100, 100, "2024-03-02 08:01:00"))
 	end := appendTo(t, store, testMch, "A1", domain.RefundSucceeded{Refund: refund("A1", "4200000001", "5000001", 30, domain.RefundStatusSuccess, "2024-03-02 09:00:00")})
-	r := startRunner(store, rm)
-	r.waitFor(t, end)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, store, rm, end)
 	want := dump(t, rm)
 	if _, err := rm.db.Exec(`DELETE FROM checkpoint`); err != nil {
 		t.Fatal(err)
@@ -214,18 +202,14 @@ func TestUndecodableEventStopsRunner(t *testing.T) {
 			store := newMemStore(func() time.Time { return tableRecordedAt })
 			rm, _ := openTestRM(t)
 			good := appendTo(t, store, testMch, "A0", placed("A0", 100, "2024-03-02 08:00:00"))
-			r := startRunner(store, rm)
-			r.waitFor(t, good)
-			if err := r.stop(); err != nil {
-				t.Fatal(err)
-			}
+			catchUp(t, store, rm, good)
 			appendTo(t, store, testMch, "A1", placed("A1", 100, "2024-03-02 08:00:00"))
 			res, err := store.Append(ctx, bad.stream, eventstore.Any(),
 				eventstore.EventData{ID: eventstore.EventID{1, 2, 3}, Type: bad.typ, Data: []byte(bad.data)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			r = startRunner(store, rm)
+			r := startRunner(store, rm)
 			if err := <-r.errc; !errors.Is(err, ErrBadEvent) {
 				t.Fatalf("Run = %v, want ErrBadEvent", err)
 			}
@@ -254,11 +238,7 @@ func TestUnknownEventTypeIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := appendTo(t, store, testMch, "A1", paid("A1", "4200000001", 100, 100, "2024-03-02 08:01:00"))
-	r := startRunner(store, rm)
-	r.waitFor(t, end)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, store, rm, end)
 	v, ok, err := rm.Order(ctx, testMch, "A1")
 	if err != nil || !ok || v.Status != domain.StatusPaid || v.Revision != 2 {
 		t.Fatalf("view %+v ok=%v err=%v", v, ok, err)

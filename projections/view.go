@@ -206,11 +206,11 @@ func beijingPtr(t time.Time) *time.Time {
 	return &b
 }
 
-// formatTime is the column form of a time: RFC 3339 in Beijing time, or
-// NULL for the zero time.
-func formatTime(t time.Time) any {
-	if t.IsZero() {
+// columnTime is the column form of a time of the view (already in Beijing
+// time, nil for none): RFC 3339, or NULL.
+func columnTime(t *time.Time) any {
+	if t == nil {
 		return nil
 	}
-	return t.In(Beijing).Format(time.RFC3339)
+	return t.Format(time.RFC3339)
 }

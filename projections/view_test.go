@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,11 +215,7 @@ func TestOrderViewAndTotals(t *testing.T) {
 			for _, e := range tc.given { // one append each: positions 10, 20, 30...
 				last = appendTo(t, store, testMch, tc.outTradeNo, e)
 			}
-			r := startRunner(store, rm)
-			r.waitFor(t, last)
-			if err := r.stop(); err != nil {
-				t.Fatal(err)
-			}
+			catchUp(t, store, rm, last)
 
 			v, ok, err := rm.Order(ctx, testMch, tc.outTradeNo)
 			if err != nil || !ok {
@@ -242,13 +239,11 @@ func TestOrderViewAndTotals(t *testing.T) {
 				testMch, tc.outTradeNo).Scan(&status, &paidFee, &codes); err != nil {
 				t.Fatal(err)
 			}
-			wantCodes := ""
+			viewCodes := make([]string, len(v.Anomalies))
 			for i, a := range v.Anomalies {
-				if i > 0 {
-					wantCodes += ","
-				}
-				wantCodes += a.Code
+				viewCodes[i] = a.Code
 			}
+			wantCodes := strings.Join(viewCodes, ",")
 			if status != v.Status || paidFee != v.PaidFee || codes != wantCodes {
 				t.Errorf("columns status=%s paid_fee=%d codes=%q, view %s %d %q", status, paidFee, codes, v.Status, v.PaidFee, wantCodes)
 			}
@@ -269,11 +264,7 @@ func TestOrderMissingAndListing(t *testing.T) {
 	}
 	last = appendTo(t, store, "1900000999", "A1", domain.OrderPlaced{MchID: "1900000999", AppID: testAppID,
 		OutTradeNo: "A1", TotalFee: 5, FeeType: "CNY", PlacedAt: bj("2024-03-01 12:00:00")})
-	r := startRunner(store, rm)
-	r.waitFor(t, last)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, store, rm, last)
 
 	var got []string
 	after := ""
@@ -290,8 +281,8 @@ func TestOrderMissingAndListing(t *testing.T) {
 		}
 		after = page[len(page)-1].OutTradeNo
 	}
-	if want := "A1 B2 C3 D4 E5"; fmtList(got) != want {
-		t.Errorf("listing %q, want %q", fmtList(got), want)
+	if list, want := strings.Join(got, " "), "A1 B2 C3 D4 E5"; list != want {
+		t.Errorf("listing %q, want %q", list, want)
 	}
 	other, err := rm.Orders(ctx, "1900000999", 0, "")
 	if err != nil || len(other) != 1 || other[0].TotalFee != 5 {
@@ -305,17 +296,6 @@ func TestOrderMissingAndListing(t *testing.T) {
 	if err != nil || totals == nil || len(totals) != 0 {
 		t.Errorf("empty range: %#v %v", totals, err)
 	}
-}
-
-func fmtList(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += " "
-		}
-		out += x
-	}
-	return out
 }
 
 func TestOrderViewJSONRoundTrip(t *testing.T) {
