@@ -20,6 +20,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -208,6 +210,26 @@ func (p Position) String() string {
 		return fmt.Sprintf("%d", p.Commit)
 	}
 	return fmt.Sprintf("%d/%d", p.Commit, p.Prepare)
+}
+
+// ParsePosition parses String's form: "commit" when commit and prepare are
+// equal, "commit/prepare" otherwise. The empty string is Start.
+func ParsePosition(s string) (Position, error) {
+	if s == "" {
+		return Start, nil
+	}
+	c, p, two := strings.Cut(s, "/")
+	commit, err := strconv.ParseUint(c, 10, 64)
+	if err != nil {
+		return Position{}, fmt.Errorf("%w: position %q: %w", ErrInvalidArgument, s, err)
+	}
+	prepare := commit
+	if two {
+		if prepare, err = strconv.ParseUint(p, 10, 64); err != nil {
+			return Position{}, fmt.Errorf("%w: position %q: %w", ErrInvalidArgument, s, err)
+		}
+	}
+	return Position{Commit: commit, Prepare: prepare}, nil
 }
 
 // RecordedEvent is an event as stored.

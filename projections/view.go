@@ -2,9 +2,6 @@ package projections
 
 import (
 	"encoding/json"
-	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/orderledger/orderledger/domain"
@@ -25,7 +22,7 @@ func Day(t time.Time) string { return t.In(Beijing).Format(time.DateOnly) }
 // Times are in Beijing time (RFC 3339 with +08:00); PaidAt and PlacedAt are
 // null until the order is paid or when it was never placed here. Anomalies
 // and Refunds are always arrays, never null. Position is written as text
-// (see ParsePosition) and can be passed to Runner.WaitFor for
+// (see eventstore.ParsePosition) and can be passed to Runner.WaitFor for
 // read-your-writes.
 type OrderView struct {
 	MchID         string              `json:"mch_id"`
@@ -86,34 +83,13 @@ func (v *OrderView) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	pos, err := ParsePosition(j.Position)
+	pos, err := eventstore.ParsePosition(j.Position)
 	if err != nil {
 		return err
 	}
 	*v = OrderView(j.orderViewPlain)
 	v.Position = pos
 	return nil
-}
-
-// ParsePosition parses eventstore.Position.String's form: "commit" when
-// commit and prepare are equal, "commit/prepare" otherwise. The empty
-// string is eventstore.Start.
-func ParsePosition(s string) (eventstore.Position, error) {
-	if s == "" {
-		return eventstore.Start, nil
-	}
-	c, p, two := strings.Cut(s, "/")
-	commit, err := strconv.ParseUint(c, 10, 64)
-	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("projections: position %q: %w", s, err)
-	}
-	prepare := commit
-	if two {
-		if prepare, err = strconv.ParseUint(p, 10, 64); err != nil {
-			return eventstore.Position{}, fmt.Errorf("projections: position %q: %w", s, err)
-		}
-	}
-	return eventstore.Position{Commit: commit, Prepare: prepare}, nil
 }
 
 // DailyTotal sums one merchant's facts of one Beijing calendar day. The day

@@ -317,17 +317,17 @@ func TestOrderViewJSONRoundTrip(t *testing.T) {
 	for s, want := range map[string]eventstore.Position{
 		"": {}, "7": {Commit: 7, Prepare: 7}, "120/117": {Commit: 120, Prepare: 117},
 	} {
-		got, err := ParsePosition(s)
+		got, err := eventstore.ParsePosition(s)
 		if err != nil || got != want {
-			t.Errorf("ParsePosition(%q) = %v, %v", s, got, err)
+			t.Errorf("eventstore.ParsePosition(%q) = %v, %v", s, got, err)
 		}
 		if s != "" && got.String() != s {
 			t.Errorf("String of %q = %q", s, got.String())
 		}
 	}
 	for _, bad := range []string{"x", "1/", "-1", "1/2/3"} {
-		if _, err := ParsePosition(bad); err == nil {
-			t.Errorf("ParsePosition(%q) accepted", bad)
+		if _, err := eventstore.ParsePosition(bad); err == nil {
+			t.Errorf("eventstore.ParsePosition(%q) accepted", bad)
 		}
 	}
 }
