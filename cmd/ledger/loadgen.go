@@ -169,8 +169,7 @@ type loadgen struct {
 
 	// scan follows the store's log (in-process) to count what was written.
 	scanAfter eventstore.Position
-	scanCount map[string]int
-	scanTx    map[string]int // transaction id -> PaymentConfirmed events
+	scanTx    map[string]int // mch_id/transaction id -> PaymentConfirmed events
 
 	lastRate    float64 // distinct notifies/s of the previous level
 	lastClients int
@@ -229,8 +228,7 @@ func (r *lgPhase) rate() float64 {
 }
 
 func runLoadgen(ctx context.Context, env *cliEnv, o lgOptions) (err error) {
-	lg := &loadgen{o: o, out: env.stdout, success: wechatpay.V2Success(),
-		scanCount: map[string]int{}, scanTx: map[string]int{}}
+	lg := &loadgen{o: o, out: env.stdout, success: wechatpay.V2Success(), scanTx: map[string]int{}}
 	lg.runID = strconv.FormatInt(time.Now().UnixNano()/1e3, 36) // 11 characters, unique per run
 	lg.runTx = rand.Int64N(1e10)
 	maxClients := slices.Max(o.clients)
@@ -371,7 +369,6 @@ func (lg *loadgen) setupLocal(ctx context.Context, dir string) error {
 	if err := lg.scan(ctx); err != nil {
 		return err
 	}
-	clear(lg.scanCount)
 	clear(lg.scanTx)
 	return nil
 }
@@ -401,6 +398,7 @@ func (lg *loadgen) setupRemote(ctx context.Context, env *cliEnv) error {
 	lg.m = &wxsim.Merchant{MchID: mm.MchID, AppID: mm.AppID, APIKey: mm.APIKey.Reveal()}
 	lg.base = strings.TrimRight(lg.o.url, "/")
 	hc := newAPIClient(lg.base)
+	defer hc.http.CloseIdleConnections() // its own transport, used only here
 	if _, err := hc.do(ctx, http.MethodGet, "/healthz", nil, nil); err != nil {
 		return fmt.Errorf("ledger at %s: %w", lg.base, err)
 	}
@@ -431,6 +429,31 @@ func (lg *loadgen) prepare(ctx context.Context, n int) ([]lgNote, error) {
 		fresh[i].outTradeNo = fmt.Sprintf("LG%s-%d", lg.runID, k)
 		fresh[i].txID = fmt.Sprintf("4200%010d%014d", lg.runTx, k) // 28 digits, as WeChat's
 	}
+	err := lgForEach(ctx, lg.o.placers, need, func(ctx context.Context, i int) error {
+		nt := &fresh[i]
+		fee := 100 + int64(i%9900)
+		st, err := lg.api.placeOrder(ctx, orderRequest{MchID: lg.m.MchID, AppID: lg.m.AppID,
+			OutTradeNo: nt.outTradeNo, TotalFee: fee, Description: "loadgen order"})
+		if err == nil && st != http.StatusCreated {
+			err = fmt.Errorf("placing %s: want 201 Created, got %d", nt.outTradeNo, st)
+		}
+		if err != nil {
+			return err
+		}
+		// Sign here too: spread over the placers, and untimed.
+		nt.body = lg.m.V2Pay(wxsim.PayParams{OutTradeNo: nt.outTradeNo, TransactionID: nt.txID, TotalFee: fee})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("placing orders: %w", err)
+	}
+	return append(pool, fresh...), nil
+}
+
+// lgForEach calls fn(ctx, i) for every i in [0, n) on at most workers
+// goroutines. The first error cancels ctx for the others, stops the work and
+// is returned.
+func lgForEach(ctx context.Context, workers, n int, fn func(ctx context.Context, i int) error) error {
 	var (
 		next     atomic.Int64
 		errOnce  sync.Once
@@ -439,36 +462,22 @@ func (lg *loadgen) prepare(ctx context.Context, n int) ([]lgNote, error) {
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	fee := func(i int) int64 { return 100 + int64(i%9900) }
-	for w := 0; w < min(lg.o.placers, need); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range min(workers, n) {
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= need || ctx.Err() != nil {
+				if i >= n || ctx.Err() != nil {
 					return
 				}
-				nt := &fresh[i]
-				st, err := lg.api.placeOrder(ctx, orderRequest{MchID: lg.m.MchID, AppID: lg.m.AppID,
-					OutTradeNo: nt.outTradeNo, TotalFee: fee(i), Description: "loadgen order"})
-				if err == nil && st != http.StatusCreated {
-					err = fmt.Errorf("placing %s: want 201 Created, got %d", nt.outTradeNo, st)
-				}
-				if err != nil {
+				if err := fn(ctx, i); err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 					return
 				}
-				// Sign here too: spread over the placers, and untimed.
-				nt.body = lg.m.V2Pay(wxsim.PayParams{OutTradeNo: nt.outTradeNo, TransactionID: nt.txID, TotalFee: fee(i)})
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, fmt.Errorf("placing orders: %w", firstErr)
-	}
-	return append(pool, fresh...), nil
+	return firstErr
 }
 
 // warm opens c keep-alive connections so that the timed window reuses them.
@@ -524,9 +533,10 @@ func lgClip(b []byte) string {
 	return string(b)
 }
 
-// timed runs c clients, each calling next(i) for i = 0, 1, 2... (shared)
+// timed runs c clients, each sending body(i) for i = 0, 1, 2... (shared)
 // until body returns nil or the window (0: none) has passed. It returns the
-// round's results; latencies cover the HTTP exchange only.
+// round's results; latencies cover the HTTP exchange only. wantOK records
+// the indexes acknowledged (okIdx).
 func (lg *loadgen) timed(ctx context.Context, c int, window time.Duration, body func(i int) []byte, wantOK bool) lgRound {
 	lg.warm(ctx, c)
 	var deadline time.Time // zero: none
@@ -590,13 +600,36 @@ func (lg *loadgen) timed(ctx context.Context, c int, window time.Duration, body 
 }
 
 // round sends n distinct notifications (placing their orders first) with c
-// clients, stopping early at deadline if it is not zero. Unsent ones are
-// kept as spares. If into is not nil the round's numbers are added to it.
+// clients, stopping early when window (0: none) has passed. Unsent ones are
+// kept as spares. If into is not nil the round is measured into it.
 func (lg *loadgen) round(ctx context.Context, c, n int, window time.Duration, into *lgPhase) (lgRound, error) {
 	pool, err := lg.prepare(ctx, n)
 	if err != nil {
 		return lgRound{}, err
 	}
+	r, err := lg.measure(ctx, c, window, func(i int) []byte {
+		if i >= len(pool) {
+			return nil
+		}
+		return pool[i].body
+	}, true, into)
+	if err != nil {
+		return r, err
+	}
+	// Every index below sent was sent (an index is taken only to be sent).
+	lg.sent = append(lg.sent, pool[:r.sent]...)
+	lg.spare = append(lg.spare, pool[r.sent:]...)
+	for _, i := range r.okIdx {
+		lg.acked = append(lg.acked, pool[i])
+	}
+	return r, nil
+}
+
+// measure runs one timed window (see timed). If into is not nil the CPU
+// profile is running during it, and into gets the window's numbers: the
+// round itself, the store's fsyncs and appends during it, and how long after
+// it the read model caught up (the worst of its rounds).
+func (lg *loadgen) measure(ctx context.Context, c int, window time.Duration, body func(i int) []byte, wantOK bool, into *lgPhase) (lgRound, error) {
 	if into != nil {
 		if err := lg.startProfile(); err != nil {
 			return lgRound{}, err
@@ -606,35 +639,25 @@ func (lg *loadgen) round(ctx context.Context, c, n int, window time.Duration, in
 	if lg.stats != nil {
 		before = lg.stats()
 	}
-	r := lg.timed(ctx, c, window, func(i int) []byte {
-		if i >= len(pool) {
-			return nil
-		}
-		return pool[i].body
-	}, true)
+	r := lg.timed(ctx, c, window, body, wantOK)
 	windowEnd := time.Now()
 	if err := ctx.Err(); err != nil {
 		return r, err
 	}
-	// Every index below sent was sent (an index is taken only to be sent).
-	lg.sent = append(lg.sent, pool[:r.sent]...)
-	lg.spare = append(lg.spare, pool[r.sent:]...)
-	for _, i := range r.okIdx {
-		lg.acked = append(lg.acked, pool[i])
+	if into == nil {
+		return r, nil
 	}
-	if into != nil {
-		into.add(r)
-		if lg.stats != nil {
-			after := lg.stats()
-			into.commits += after.Commits - before.Commits
-			into.appends += after.Appends - before.Appends
-		}
-		if d, err := lg.catchUp(ctx, windowEnd); err != nil {
-			return r, err
-		} else if d > into.catchup {
-			into.catchup = d
-		}
+	into.add(r)
+	if lg.stats != nil {
+		after := lg.stats()
+		into.commits += after.Commits - before.Commits
+		into.appends += after.Appends - before.Appends
 	}
+	d, err := lg.catchUp(ctx, windowEnd)
+	if err != nil {
+		return r, err
+	}
+	into.catchup = max(into.catchup, d)
 	return r, nil
 }
 
@@ -700,39 +723,20 @@ func (lg *loadgen) duplicatePhase(ctx context.Context, c int) (*lgPhase, error) 
 	if limit == 0 {
 		window = lg.o.duration
 	}
-	if err := lg.startProfile(); err != nil {
-		return nil, err
-	}
-	var before sqlite.Stats
-	if lg.stats != nil {
-		before = lg.stats()
-	}
-	r := lg.timed(ctx, c, window, func(i int) []byte {
+	_, err := lg.measure(ctx, c, window, func(i int) []byte {
 		if limit > 0 && i >= limit {
 			return nil
 		}
 		return recorded[(off+i)%len(recorded)].body
-	}, false)
-	windowEnd := time.Now()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	res.add(r)
-	if lg.stats != nil {
-		after := lg.stats()
-		res.commits = after.Commits - before.Commits
-		res.appends = after.Appends - before.Appends
-	}
-	d, err := lg.catchUp(ctx, windowEnd)
+	}, false, res)
 	if err != nil {
 		return nil, err
 	}
-	res.catchup = d
 	return res, nil
 }
 
 // scan reads the store's log (in-process) from where it last stopped,
-// counting events by type and PaymentConfirmed events by transaction id.
+// counting PaymentConfirmed events by transaction id.
 func (lg *loadgen) scan(ctx context.Context) error {
 	if lg.node == nil {
 		return nil
@@ -746,15 +750,15 @@ func (lg *loadgen) scan(ctx context.Context) error {
 			return nil
 		}
 		for _, r := range recs {
-			lg.scanCount[r.Type]++
-			if r.Type == domain.TypePaymentConfirmed {
-				e, err := domain.Unmarshal(r.Type, r.Data)
-				if err != nil {
-					return err
-				}
-				pc := e.(domain.PaymentConfirmed)
-				lg.scanTx[pc.MchID+"/"+pc.TransactionID]++
+			if r.Type != domain.TypePaymentConfirmed {
+				continue
 			}
+			e, err := domain.Unmarshal(r.Type, r.Data)
+			if err != nil {
+				return err
+			}
+			pc := e.(domain.PaymentConfirmed)
+			lg.scanTx[pc.MchID+"/"+pc.TransactionID]++
 		}
 		lg.scanAfter = recs[len(recs)-1].Position
 	}
@@ -812,11 +816,9 @@ func (lg *loadgen) report(results []*lgPhase) {
 	}
 	if lg.node != nil {
 		fmt.Fprintln(lg.out, "CPU/REQ: this process's CPU time (user+system, load generator AND ledger) per request: less sensitive to a busy machine than NOTIFIES/S")
+		fmt.Fprintln(lg.out, "READMODEL LAG: how long after the timed window the projections had applied every event (the worst round)")
 	} else {
 		fmt.Fprintln(lg.out, "CPU/REQ: the load generator's own CPU time per request (the ledger runs elsewhere)")
-	}
-	if lg.node != nil {
-		fmt.Fprintln(lg.out, "READMODEL LAG: how long after the timed window the projections had applied every event (the worst round)")
 	}
 }
 
@@ -851,7 +853,9 @@ func (lg *loadgen) verify(ctx context.Context) error {
 		if err := lg.scan(ctx); err != nil {
 			return err
 		}
-		got = lg.scanCount[domain.TypePaymentConfirmed]
+		for _, k := range lg.scanTx {
+			got += k
+		}
 		distinct = len(lg.scanTx)
 		for _, nt := range lg.sent {
 			if lg.scanTx[lg.m.MchID+"/"+nt.txID] != 1 {
@@ -879,50 +883,31 @@ func (lg *loadgen) verify(ctx context.Context) error {
 
 // countRemote reads every sent order's events through the API.
 func (lg *loadgen) countRemote(ctx context.Context) (got, distinct int, err error) {
-	var (
-		next             atomic.Int64
-		total, distinctN atomic.Int64
-		wg               sync.WaitGroup
-		errOnce          sync.Once
-		firstErr         error
-	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for w := 0; w < min(lg.o.placers, len(lg.sent)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= len(lg.sent) {
-					return
-				}
-				nt := lg.sent[i]
-				evs, err := lg.api.events(ctx, lg.m.MchID, nt.outTradeNo)
-				if err != nil {
-					errOnce.Do(func() { firstErr = fmt.Errorf("events of %s: %w", nt.outTradeNo, err); cancel() })
-					return
-				}
-				n, mine := 0, 0
-				for _, e := range evs.Events {
-					if e.Type != domain.TypePaymentConfirmed {
-						continue
-					}
-					n++
-					if ev, err := domain.Unmarshal(e.Type, e.Data); err == nil && ev.(domain.PaymentConfirmed).TransactionID == nt.txID {
-						mine++
-					}
-				}
-				total.Add(int64(n))
-				if mine > 0 {
-					distinctN.Add(1)
-				}
+	var total, distinctN atomic.Int64
+	err = lgForEach(ctx, lg.o.placers, len(lg.sent), func(ctx context.Context, i int) error {
+		nt := lg.sent[i]
+		evs, err := lg.api.events(ctx, lg.m.MchID, nt.outTradeNo)
+		if err != nil {
+			return fmt.Errorf("events of %s: %w", nt.outTradeNo, err)
+		}
+		n, mine := 0, 0
+		for _, e := range evs.Events {
+			if e.Type != domain.TypePaymentConfirmed {
+				continue
 			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return 0, 0, firstErr
+			n++
+			if ev, err := domain.Unmarshal(e.Type, e.Data); err == nil && ev.(domain.PaymentConfirmed).TransactionID == nt.txID {
+				mine++
+			}
+		}
+		total.Add(int64(n))
+		if mine > 0 {
+			distinctN.Add(1)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
 	}
 	return int(total.Load()), int(distinctN.Load()), nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -11,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orderledger/orderledger/cmd/internal/merchant"
 	"github.com/orderledger/orderledger/cmd/internal/wxsim"
 )
 
-func lgNoEnv(string) string { return "" }
+// lgLatency matches one latency cell of the table (lgDur's output).
+var lgLatency = regexp.MustCompile(`^[0-9.]+(µs|ms|s)$`)
 
 // lgRow is one parsed row of loadgen's table.
 type lgRow struct {
@@ -65,7 +64,7 @@ func lgTable(t *testing.T, out string) []lgRow {
 			t.Errorf("row %q: notifies/s %q, want a positive number", l, f[5])
 		}
 		for _, d := range f[6:10] {
-			if !regexp.MustCompile(`^[0-9.]+(µs|ms|s)$`).MatchString(d) {
+			if !lgLatency.MatchString(d) {
 				t.Errorf("row %q: latency %q is not a duration", l, d)
 			}
 		}
@@ -78,19 +77,18 @@ func TestLoadgenInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	var out, errb bytes.Buffer
-	code := Main(ctx, []string{"loadgen", "--requests", "24", "--clients", "1,4", "--data", dir,
-		"--cpuprofile", filepath.Join(dir, "cpu.prof")}, &out, &errb, lgNoEnv)
+	code, out, errOut := runMain(ctx, "loadgen", "--requests", "24", "--clients", "1,4", "--data", dir,
+		"--cpuprofile", filepath.Join(dir, "cpu.prof"))
 	if code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	rows := lgTable(t, out.String())
+	rows := lgTable(t, out)
 	want := []struct {
 		phase   string
 		clients int
 	}{{"distinct", 1}, {"distinct", 4}, {"duplicate", 1}, {"duplicate", 4}}
 	if len(rows) != len(want) {
-		t.Fatalf("%d rows, want %d:\n%s", len(rows), len(want), out.String())
+		t.Fatalf("%d rows, want %d:\n%s", len(rows), len(want), out)
 	}
 	for i, w := range want {
 		r := rows[i]
@@ -109,9 +107,9 @@ func TestLoadgenInProcess(t *testing.T) {
 			t.Errorf("row %d: %d fsyncs for duplicates, want 0", i, fs)
 		}
 	}
-	if !strings.Contains(out.String(), "exactly-once: 48 distinct notifications sent, 48 PaymentConfirmed events for 48 transactions") ||
-		!strings.Contains(out.String(), ": OK\n") {
-		t.Errorf("no exactly-once line for 48 notifications:\n%s", out.String())
+	if !strings.Contains(out, "exactly-once: 48 distinct notifications sent, 48 PaymentConfirmed events for 48 transactions") ||
+		!strings.Contains(out, ": OK\n") {
+		t.Errorf("no exactly-once line for 48 notifications:\n%s", out)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "cpu.prof")); err != nil || fi.Size() == 0 {
 		t.Errorf("cpu profile: %v", err)
@@ -126,40 +124,27 @@ func TestLoadgenInProcess(t *testing.T) {
 func TestLoadgenRemote(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	m, err := wxsim.NewSandbox()
+	h := startHarness(t, harnessOptions{})
+	// The same merchant's keys, in a file of loadgen's own.
+	cfg, err := wxsim.WriteConfig(t.TempDir(), h.m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cfg, err := wxsim.WriteConfig(filepath.Join(dir, "cfg"), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := merchant.Load(cfg, lgNoEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := startNode(ctx, nodeConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), Merchants: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close(context.Background())
 
-	var out, errb bytes.Buffer
-	code := Main(ctx, []string{"loadgen", "--url", n.URL(), "--merchants", cfg, "--requests", "10", "--clients", "1,4",
-		"--phases", "distinct"}, &out, &errb, lgNoEnv)
+	code, out, errOut := runMain(ctx, "loadgen", "--url", h.url, "--merchants", cfg, "--requests", "10", "--clients", "1,4",
+		"--phases", "distinct")
 	if code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	rows := lgTable(t, out.String())
+	rows := lgTable(t, out)
 	if len(rows) != 2 || rows[0].phase != "distinct" || rows[1].clients != 4 || rows[0].errors+rows[1].errors != 0 {
 		t.Errorf("rows %+v, want distinct at 1 and 4 clients without errors", rows)
 	}
 	if rows[0].fsyncs != "-" {
 		t.Errorf("remote run shows fsyncs %q, want - (no store stats over HTTP)", rows[0].fsyncs)
 	}
-	if !strings.Contains(out.String(), "exactly-once: 20 distinct notifications sent, 20 PaymentConfirmed events for 20 transactions (read through the events API") {
-		t.Errorf("no exactly-once line for 20 notifications:\n%s", out.String())
+	if !strings.Contains(out, "exactly-once: 20 distinct notifications sent, 20 PaymentConfirmed events for 20 transactions (read through the events API") {
+		t.Errorf("no exactly-once line for 20 notifications:\n%s", out)
 	}
 }
 
@@ -173,9 +158,8 @@ func TestLoadgenUsage(t *testing.T) {
 		{"--requests", "-1"},
 		{"stray"},
 	} {
-		var out, errb bytes.Buffer
-		if code := Main(context.Background(), append([]string{"loadgen"}, args...), &out, &errb, lgNoEnv); code != 2 {
-			t.Errorf("loadgen %v: exit %d, want 2 (usage)\n%s", args, code, errb.String())
+		if code, _, errOut := runMain(context.Background(), append([]string{"loadgen"}, args...)...); code != 2 {
+			t.Errorf("loadgen %v: exit %d, want 2 (usage)\n%s", args, code, errOut)
 		}
 	}
 }

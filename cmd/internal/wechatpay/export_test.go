@@ -1,8 +1,8 @@
 package wechatpay
 
 import (
+	"bytes"
 	"crypto/aes"
-	"encoding/base64"
 	"errors"
 )
 
@@ -12,13 +12,5 @@ func ecbEncryptRaw(plain []byte, apiKey string) (string, error) {
 	if len(plain)%aes.BlockSize != 0 {
 		return "", errors.New("not whole blocks")
 	}
-	block, err := aes.NewCipher(refundKey(apiKey))
-	if err != nil {
-		return "", err
-	}
-	out := make([]byte, len(plain))
-	for i := 0; i < len(plain); i += aes.BlockSize {
-		block.Encrypt(out[i:i+aes.BlockSize], plain[i:i+aes.BlockSize])
-	}
-	return base64.StdEncoding.EncodeToString(out), nil
+	return encryptReqInfoBlocks(bytes.Clone(plain), apiKey)
 }

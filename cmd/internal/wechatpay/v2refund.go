@@ -147,7 +147,13 @@ func EncryptV2RefundReqInfo(plain Fields, apiKey string) (string, error) {
 		return "", err
 	}
 	pad := aes.BlockSize - len(doc)%aes.BlockSize
-	doc = append(doc, bytes.Repeat([]byte{byte(pad)}, pad)...)
+	return encryptReqInfoBlocks(append(doc, bytes.Repeat([]byte{byte(pad)}, pad)...), apiKey)
+}
+
+// encryptReqInfoBlocks encrypts doc, a whole number of AES blocks already
+// padded, in place with AES-256-ECB under the req_info key derived from
+// apiKey, and base64-encodes it.
+func encryptReqInfoBlocks(doc []byte, apiKey string) (string, error) {
 	block, err := aes.NewCipher(refundKey(apiKey))
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadKey, err)

@@ -39,19 +39,28 @@ func ParseV2(body []byte) (Fields, error) {
 
 // parseFlat parses a flat document whose root element is named root.
 func parseFlat(body []byte, root string) (Fields, error) {
-	if len(body) > MaxV2BodySize {
-		return nil, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrMalformed, len(body), MaxV2BodySize)
-	}
-	if hasDTD(body) {
-		return nil, ErrForbiddenDTD
-	}
-	if !utf8.Valid(body) {
-		return nil, fmt.Errorf("%w: invalid UTF-8", ErrMalformed)
+	if err := precheckFlat(body); err != nil {
+		return nil, err
 	}
 	if f, ok := parseFlatFast(body, root); ok {
 		return f, nil
 	}
 	return parseFlatXML(body, root)
+}
+
+// precheckFlat holds the checks that run before either parser path (and
+// that both rely on): the size cap, no DTD, valid UTF-8.
+func precheckFlat(body []byte) error {
+	if len(body) > MaxV2BodySize {
+		return fmt.Errorf("%w: body of %d bytes exceeds %d", ErrMalformed, len(body), MaxV2BodySize)
+	}
+	if hasDTD(body) {
+		return ErrForbiddenDTD
+	}
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: invalid UTF-8", ErrMalformed)
+	}
+	return nil
 }
 
 // parseFlatXML is parseFlat's full path, on encoding/xml: it decides every
@@ -166,15 +175,17 @@ func validFieldName(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
-		case c >= '0' && c <= '9' && i > 0:
-		default:
+		if !isNameByte(s[i], i > 0) {
 			return false
 		}
 	}
 	return true
+}
+
+// isNameByte reports whether c may stand in a field name (validFieldName),
+// a digit only when notFirst. The fast path scans names with it too.
+func isNameByte(c byte, notFirst bool) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || notFirst && c >= '0' && c <= '9'
 }
 
 // isXMLChar reports whether r may appear in an XML 1.0 document.

@@ -18,10 +18,10 @@ import (
 //
 // So it never widens what ParseV2 accepts: whenever it returns ok, the
 // encoding/xml path would have returned the same Fields and no error (the
-// size, DTD and UTF-8 checks run before either path). The differential
-// tests and FuzzParseFlatFast hold it to that. It exists because
-// encoding/xml costs about 10x more and v2 parsing was the largest cost of
-// acknowledging a duplicate notification.
+// size, DTD and UTF-8 checks of precheckFlat run before either path). The
+// differential tests and FuzzParseFlatFast hold it to that. It exists
+// because encoding/xml costs about 10x more and v2 parsing was the largest
+// cost of acknowledging a duplicate notification.
 func parseFlatFast(body []byte, root string) (Fields, bool) {
 	// One string for the whole body; field values are substrings of it.
 	s := string(body)
@@ -114,11 +114,6 @@ func indexFrom(s string, i int, sub string) int {
 		return -1
 	}
 	return i + k
-}
-
-// isNameByte: the bytes of validFieldName (a digit not first).
-func isNameByte(c byte, notFirst bool) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || notFirst && c >= '0' && c <= '9'
 }
 
 // plainChars reports whether v can be taken verbatim: only characters XML

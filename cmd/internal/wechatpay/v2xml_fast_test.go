@@ -4,7 +4,6 @@ import (
 	"maps"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 // checkFastPath holds parseFlatFast to its contract: whenever it takes a
@@ -12,7 +11,7 @@ import (
 // with the same fields.
 func checkFastPath(t *testing.T, body []byte, root string) (taken bool) {
 	t.Helper()
-	if len(body) > MaxV2BodySize || hasDTD(body) || !utf8.Valid(body) {
+	if precheckFlat(body) != nil {
 		return false // parseFlat refuses these before either path
 	}
 	fast, ok := parseFlatFast(body, root)
@@ -117,11 +116,8 @@ func TestParseFlatFastDifferential(t *testing.T) {
 
 // parseFlatXMLChecked is parseFlat with only the encoding/xml path.
 func parseFlatXMLChecked(body []byte, root string) (Fields, error) {
-	if len(body) > MaxV2BodySize {
-		return parseFlat(body, root) // the size error
-	}
-	if hasDTD(body) || !utf8.Valid(body) {
-		return parseFlat(body, root) // refused before either path
+	if err := precheckFlat(body); err != nil {
+		return nil, err // refused before either path
 	}
 	return parseFlatXML(body, root)
 }

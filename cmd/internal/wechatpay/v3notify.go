@@ -199,11 +199,7 @@ func DecodeV3Transaction(plaintext []byte) (V3Transaction, error) {
 	var p problems
 	t := w.V3Transaction
 	t.SuccessTime = p.rfc3339(w.SuccessTime, "success_time", t.TradeState == "SUCCESS")
-	if w.Amount.Total == nil {
-		p.add("amount.total", "missing")
-	} else {
-		t.Amount.Total = *w.Amount.Total
-	}
+	t.Amount.Total = p.requiredAmount(w.Amount.Total, "amount.total")
 	t.Amount.PayerTotal = t.Amount.Total
 	if w.Amount.PayerTotal != nil {
 		t.Amount.PayerTotal = *w.Amount.PayerTotal
@@ -233,6 +229,16 @@ func (p *problems) rfc3339(s, field string, required bool) time.Time {
 		return time.Time{}
 	}
 	return t.In(beijing)
+}
+
+// requiredAmount reads an amount that must be present in the JSON (a nil
+// pointer is an absent field): 0 and a problem when it is absent.
+func (p *problems) requiredAmount(v *int64, field string) int64 {
+	if v == nil {
+		p.add(field, "missing")
+		return 0
+	}
+	return *v
 }
 
 // Payment maps the transaction to the ledger's payment record: TotalFee =
@@ -319,16 +325,8 @@ func DecodeV3Refund(plaintext []byte) (V3Refund, error) {
 	var p problems
 	r := w.V3Refund
 	r.SuccessTime = p.rfc3339(w.SuccessTime, "success_time", r.RefundStatus == "SUCCESS")
-	if w.Amount.Total == nil {
-		p.add("amount.total", "missing")
-	} else {
-		r.Amount.Total = *w.Amount.Total
-	}
-	if w.Amount.Refund == nil {
-		p.add("amount.refund", "missing")
-	} else {
-		r.Amount.Refund = *w.Amount.Refund
-	}
+	r.Amount.Total = p.requiredAmount(w.Amount.Total, "amount.total")
+	r.Amount.Refund = p.requiredAmount(w.Amount.Refund, "amount.refund")
 	r.Amount.PayerTotal, r.Amount.PayerRefund = w.Amount.PayerTotal, w.Amount.PayerRefund
 	p.check(r)
 	if err := p.err(); err != nil {

@@ -1,12 +1,8 @@
 package wxsim
 
 import (
-	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -18,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/orderledger/orderledger/cmd/internal/wechatpay"
 	"github.com/orderledger/orderledger/domain"
+	"github.com/wechatpay-apiv3/wechatpay-go/utils"
 )
 
 // beijing is WeChat's time zone.
@@ -283,17 +280,14 @@ func (m *Merchant) V2RefundInfo(r RefundParams) wechatpay.Fields {
 // encrypted (AES-256-ECB under the MD5 of the merchant's API key). It
 // panics if the merchant has no APIKey.
 func (m *Merchant) V2Refund(r RefundParams) []byte {
-	appID := r.AppID
-	if appID == "" {
-		appID = m.AppID
-	}
+	r = m.refundDefaults(r)
 	reqInfo, err := wechatpay.EncryptV2RefundReqInfo(m.V2RefundInfo(r), m.APIKey)
 	if err != nil {
 		panic(fmt.Sprintf("wxsim: encrypt req_info: %v", err))
 	}
 	return encodeV2(wechatpay.Fields{
 		"return_code": "SUCCESS",
-		"appid":       appID,
+		"appid":       r.AppID,
 		"mch_id":      m.MchID,
 		"nonce_str":   randHex(32),
 		"req_info":    reqInfo,
@@ -369,12 +363,9 @@ func (m *Merchant) V3Pay(p PayParams) (http.Header, []byte) {
 // notification (after r.Status), signed and encrypted (AAD "refund").
 // Panics as V3Pay.
 func (m *Merchant) V3Refund(r RefundParams) (http.Header, []byte) {
-	status := r.Status
-	if status == "" {
-		status = domain.RefundStatusSuccess
-	}
-	summary := map[string]string{domain.RefundStatusSuccess: "退款成功", domain.RefundStatusClosed: "退款关闭", domain.RefundStatusAbnormal: "退款异常"}[status]
-	body := m.V3Envelope("REFUND."+status, summary, "refund", m.V3RefundResource(r))
+	r = m.refundDefaults(r)
+	summary := map[string]string{domain.RefundStatusSuccess: "退款成功", domain.RefundStatusClosed: "退款关闭", domain.RefundStatusAbnormal: "退款异常"}[r.Status]
+	body := m.V3Envelope("REFUND."+r.Status, summary, "refund", m.V3RefundResource(r))
 	return m.SignV3(body), body
 }
 
@@ -434,8 +425,9 @@ func (m *Merchant) SignV3(body []byte) http.Header {
 	}
 	ts := strconv.FormatInt(m.now().Unix(), 10)
 	nonce := randAlnum(32)
-	sum := sha256.Sum256([]byte(ts + "\n" + nonce + "\n" + string(body) + "\n"))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, m.PrivateKey, crypto.SHA256, sum[:])
+	// RSASSA-PKCS1-v1_5 with SHA-256, base64: the signing half of the SDK
+	// whose verifier the ledger uses.
+	sig, err := utils.SignSHA256WithRSA(ts+"\n"+nonce+"\n"+string(body)+"\n", m.PrivateKey)
 	if err != nil {
 		panic(fmt.Sprintf("wxsim: sign v3: %v", err))
 	}
@@ -444,7 +436,7 @@ func (m *Merchant) SignV3(body []byte) http.Header {
 	h.Set(wechatpay.HeaderTimestamp, ts)
 	h.Set(wechatpay.HeaderNonce, nonce)
 	h.Set(wechatpay.HeaderSerial, m.SigningSerial())
-	h.Set(wechatpay.HeaderSignature, base64.StdEncoding.EncodeToString(sig))
+	h.Set(wechatpay.HeaderSignature, sig)
 	h.Set(wechatpay.HeaderSignatureType, wechatpay.SignatureTypeRSA)
 	return h
 }
