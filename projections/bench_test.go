@@ -24,7 +24,7 @@ func benchEvents(b testing.TB, n int) []eventstore.RecordedEvent {
 		switch i % 3 {
 		case 0:
 			e = domain.OrderPlaced{MchID: testMch, AppID: testAppID, OutTradeNo: otn, TotalFee: 1000,
-				FeeType: "CNY", Description: "bench", PlacedAt: at.In(Beijing)}
+				FeeType: "CNY", Description: "bench", PlacedAt: at.In(domain.Beijing)}
 		case 1:
 			p := payment(otn, "42"+otn, 1000, 900, "2024-03-02 10:00:00")
 			p.Evidence.Body = body

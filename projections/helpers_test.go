@@ -52,7 +52,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // bj parses "2006-01-02 15:04:05" as Beijing time.
 func bj(s string) time.Time {
-	t, err := time.ParseInLocation(time.DateTime, s, Beijing)
+	t, err := time.ParseInLocation(time.DateTime, s, domain.Beijing)
 	if err != nil {
 		panic(err)
 	}

@@ -294,7 +294,7 @@ func checkOracle(t *testing.T, mem *memStore, rm *ReadModel) {
 		for _, d := range slices.Sorted(maps.Keys(days)) {
 			want = append(want, *days[d])
 		}
-		got, err := rm.DailyTotals(ctx, mch, time.Date(2000, 1, 1, 0, 0, 0, 0, Beijing), time.Date(2100, 1, 1, 0, 0, 0, 0, Beijing))
+		got, err := rm.DailyTotals(ctx, mch, time.Date(2000, 1, 1, 0, 0, 0, 0, domain.Beijing), time.Date(2100, 1, 1, 0, 0, 0, 0, domain.Beijing))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,7 +333,7 @@ func (h *history) maybeZero(t time.Time, p float64) time.Time {
 	if h.rng.Float64() < p {
 		return time.Time{}
 	}
-	return t.In(Beijing)
+	return t.In(domain.Beijing)
 }
 
 func (h *history) step(t *testing.T) {
@@ -344,7 +344,7 @@ func (h *history) step(t *testing.T) {
 		k := orderKey{metaMerchants[h.rng.IntN(len(metaMerchants))], "T" + h.next()}
 		cmd := domain.OrderPlaced{MchID: k.mchID, AppID: testAppID, OutTradeNo: k.outTradeNo,
 			TotalFee: 1 + h.rng.Int64N(50000), FeeType: "CNY", Description: "item " + k.outTradeNo,
-			PlacedAt: now.Add(-time.Duration(h.rng.IntN(600)) * time.Second).In(Beijing)}
+			PlacedAt: now.Add(-time.Duration(h.rng.IntN(600)) * time.Second).In(domain.Beijing)}
 		events, err := domain.DecidePlace(domain.Order{}, cmd)
 		if err != nil {
 			t.Fatal(err)
@@ -409,7 +409,7 @@ func (h *history) step(t *testing.T) {
 			}
 			events = domain.DecideRefund(o, ref, now)
 		case 8:
-			events, _ = domain.DecideClose(o, domain.OrderClosed{MchID: k.mchID, OutTradeNo: k.outTradeNo, ClosedAt: now.In(Beijing)})
+			events, _ = domain.DecideClose(o, domain.OrderClosed{MchID: k.mchID, OutTradeNo: k.outTradeNo, ClosedAt: now.In(domain.Beijing)})
 		case 9: // a failed payment
 			p := h.payment(k, fee)
 			p.ResultCode, p.ErrCode, p.TransactionID = "FAIL", "NOTENOUGH", ""

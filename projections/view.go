@@ -8,13 +8,9 @@ import (
 	"github.com/orderledger/orderledger/eventstore"
 )
 
-// Beijing is the zone of WeChat Pay's times and of the days of the daily
-// totals: UTC+8 all year (China has no daylight saving time).
-var Beijing = time.FixedZone("CST", 8*60*60)
-
 // Day returns the Beijing calendar date of t as YYYY-MM-DD, the key of the
 // daily totals.
-func Day(t time.Time) string { return t.In(Beijing).Format(time.DateOnly) }
+func Day(t time.Time) string { return t.In(domain.Beijing).Format(time.DateOnly) }
 
 // OrderView is an order as the public read API shows it. Its JSON form is
 // used verbatim by the HTTP layer; field names are permanent.
@@ -157,7 +153,7 @@ func viewOf(mchID, outTradeNo string, o *domain.Order, revision uint64, pos even
 		v.Anomalies = append(v.Anomalies, AnomalyView{
 			Code: a.Code, TransactionID: a.TransactionID, RefundID: a.RefundID,
 			ExpectedFee: a.ExpectedFee, NotifiedFee: a.NotifiedFee, Detail: a.Detail,
-			DetectedAt: a.DetectedAt.In(Beijing),
+			DetectedAt: a.DetectedAt.In(domain.Beijing),
 		})
 	}
 	for _, id := range o.RefundOrder {
@@ -178,7 +174,7 @@ func beijingPtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
-	b := t.In(Beijing)
+	b := t.In(domain.Beijing)
 	return &b
 }
 

@@ -303,7 +303,7 @@ func TestCrashRecovery(t *testing.T) {
 	// Daily totals: one payment per order, the fees summed once. (The
 	// payments carry today's time; a run across Beijing midnight spans two
 	// days, so sum a range.)
-	now := time.Now().In(projections.Beijing)
+	now := time.Now().In(domain.Beijing)
 	q := url.Values{"from": {now.AddDate(0, 0, -1).Format(time.DateOnly)}, "to": {now.AddDate(0, 0, 1).Format(time.DateOnly)}}
 	r := doRequest(client, http.MethodGet, p.url+"/v1/merchants/"+m.MchID+"/totals/daily?"+q.Encode(), nil, nil)
 	var totals struct {

@@ -88,7 +88,7 @@ func (d *demo) txID() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.tx++
-	return fmt.Sprintf("4200%s%s%06d", d.m.MchID[:4], d.now().In(projections.Beijing).Format("20060102"), d.tx)
+	return fmt.Sprintf("4200%s%s%06d", d.m.MchID[:4], d.now().In(domain.Beijing).Format("20060102"), d.tx)
 }
 
 // send delivers req like WeChat: retried on the (compressed) schedule until
@@ -146,7 +146,7 @@ func runDemo(ctx context.Context, out io.Writer, dir string, logger *slog.Logger
 	d := &demo{m: m, url: n.URL(), client: api.http, now: time.Now}
 	fmt.Fprintf(out, "server on %s, sandbox merchant %s (appid %s), store: %s\n\n", n.URL(), m.MchID, m.AppID, n.store.Features().Name)
 
-	day := d.now().In(projections.Beijing).Format("20060102")
+	day := d.now().In(domain.Beijing).Format("20060102")
 	otn := func(i int) string { return fmt.Sprintf("DEMO%s%03d", day, i) }
 	pay := func(s *demoScenario, tx string, fee int64) wxsim.PayParams {
 		return wxsim.PayParams{OutTradeNo: s.outTradeNo, TransactionID: tx, TotalFee: fee}
@@ -275,7 +275,7 @@ func runDemo(ctx context.Context, out io.Writer, dir string, logger *slog.Logger
 	}
 	tw.Flush()
 
-	today := d.now().In(projections.Beijing).Format(time.DateOnly)
+	today := projections.Day(d.now())
 	tot, err := api.dailyTotals(ctx, m.MchID, today, today)
 	if err != nil {
 		return err

@@ -209,7 +209,7 @@ func testDailyTotals(t *testing.T, o harnessOptions) {
 	payments++
 	paymentsFee += 777
 
-	day := srv.Now().In(projections.Beijing)
+	day := srv.Now().In(domain.Beijing)
 	q := url.Values{"from": {day.AddDate(0, 0, -1).Format(time.DateOnly)}, "to": {day.AddDate(0, 0, 1).Format(time.DateOnly)}}
 	r := h.get("/v1/merchants/" + m.MchID + "/totals/daily?" + q.Encode())
 	var totals struct {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/orderledger/orderledger/domain"
 	"github.com/orderledger/orderledger/eventstore"
+	"github.com/orderledger/orderledger/projections"
 )
 
 // placeOrderRequest is the body of POST /v1/orders.
@@ -291,23 +292,20 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"stream": stream, "events": events})
 }
 
-// beijing is UTC+8, the zone of WeChat Pay's times and of daily totals.
-var beijing = time.FixedZone("CST", 8*3600)
-
 func (s *Server) dailyTotals(w http.ResponseWriter, r *http.Request) {
 	mchID := r.PathValue("mch_id")
 	if _, ok := s.Merchants.Get(mchID); !ok {
 		s.fail(w, r, replyJSON, notFound("unknown merchant"))
 		return
 	}
-	today := s.Now().In(beijing).Format(time.DateOnly)
+	today := projections.Day(s.Now())
 	q := r.URL.Query()
 	fromS, toS := q.Get("from"), q.Get("to")
 	if fromS == "" {
 		fromS = today
 	}
 	bad := map[string]string{}
-	from, err := time.ParseInLocation(time.DateOnly, fromS, beijing)
+	from, err := time.ParseInLocation(time.DateOnly, fromS, domain.Beijing)
 	if err != nil {
 		bad["from"] = "must be a date YYYY-MM-DD (Beijing time)"
 	}
@@ -316,7 +314,7 @@ func (s *Server) dailyTotals(w http.ResponseWriter, r *http.Request) {
 		// One day; a bad from is reported once, not also as a bad to
 		// that the caller never sent.
 		toS = fromS
-	} else if to, err = time.ParseInLocation(time.DateOnly, toS, beijing); err != nil {
+	} else if to, err = time.ParseInLocation(time.DateOnly, toS, domain.Beijing); err != nil {
 		bad["to"] = "must be a date YYYY-MM-DD (Beijing time)"
 	}
 	if len(bad) == 0 && to.Before(from) {

@@ -27,7 +27,7 @@ func TestDecodeV2PayVector(t *testing.T) {
 		MchID: "10000100", AppID: "wx2421b1c4370ec43b", OutTradeNo: "1409811653",
 		TransactionID: "1004400740201409030005092168", TotalFee: 100, CashFee: 90, CouponFee: 10,
 		FeeType: "CNY", TradeType: "JSAPI", BankType: "CFT", OpenID: "oUpF8uMEb4qRXf22hE3X68TekukE",
-		Attach: "支付测试", PaidAt: time.Date(2014, 9, 3, 13, 15, 40, 0, beijing), ResultCode: "SUCCESS",
+		Attach: "支付测试", PaidAt: time.Date(2014, 9, 3, 13, 15, 40, 0, domain.Beijing), ResultCode: "SUCCESS",
 		Evidence: ev,
 	}
 	if !p.PaidAt.Equal(want.PaidAt) {

@@ -425,7 +425,7 @@ func TestDecodeV3Transaction(t *testing.T) {
 	}
 	ev := domain.Evidence{Channel: "wechatpay-v3-notify"}
 	p := tx.Payment(ev)
-	paid := time.Date(2025, 1, 1, 7, 59, 58, 0, beijing)
+	paid := time.Date(2025, 1, 1, 7, 59, 58, 0, domain.Beijing)
 	if p.MchID != "1900000109" || p.AppID != "wxd678efh567hg6787" || p.OutTradeNo != "1217752501201407033233368018" ||
 		p.TransactionID != "4200000000202501010000000001" || p.TotalFee != 100 || p.CashFee != 90 || p.CouponFee != 10 ||
 		p.FeeType != "CNY" || p.TradeType != "JSAPI" || p.BankType != "OTHERS" || p.OpenID != "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o" ||
@@ -491,7 +491,7 @@ func TestDecodeV3Refund(t *testing.T) {
 	if d.MchID != "1900000109" || d.OutTradeNo != "1217752501201407033233368018" || d.TransactionID != "4200000000202501010000000001" ||
 		d.OutRefundNo != "1217752501201407033233368019" || d.RefundID != "50000000382019052709732678859" || d.Status != domain.RefundStatusSuccess ||
 		d.TotalFee != 100 || d.RefundFee != 50 || d.PayerTotal != 90 || d.PayerRefund != 45 || d.ReceivedAccount != "支付用户零钱" ||
-		!d.SucceededAt.Equal(time.Date(2025, 1, 1, 9, 0, 0, 0, beijing)) {
+		!d.SucceededAt.Equal(time.Date(2025, 1, 1, 9, 0, 0, 0, domain.Beijing)) {
 		t.Errorf("Refund = %+v", d)
 	}
 	good := string(vec(t, "synthetic/v3_refund_success_cert/expected_plaintext.json"))

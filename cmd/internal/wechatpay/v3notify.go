@@ -228,7 +228,7 @@ func (p *problems) rfc3339(s, field string, required bool) time.Time {
 		p.add(field, "not RFC 3339")
 		return time.Time{}
 	}
-	return t.In(beijing)
+	return t.In(domain.Beijing)
 }
 
 // requiredAmount reads an amount that must be present in the JSON (a nil

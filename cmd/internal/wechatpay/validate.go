@@ -8,11 +8,9 @@ import (
 	"time"
 
 	"github.com/go-playground/validator/v10"
-)
 
-// beijing is WeChat's time zone (UTC+8, no daylight saving). A fixed zone
-// keeps the package free of tzdata.
-var beijing = time.FixedZone("CST", 8*3600)
+	"github.com/orderledger/orderledger/domain"
+)
 
 // validate checks the typed views. Field names in its errors are WeChat's
 // (the wx or json tag), so messages name the offending fields. A
@@ -115,7 +113,7 @@ func (p *problems) timeField(f Fields, name, layout string, required bool) time.
 		}
 		return time.Time{}
 	}
-	t, err := time.ParseInLocation(layout, s, beijing)
+	t, err := time.ParseInLocation(layout, s, domain.Beijing)
 	if err != nil || !matchesLayout(s, layout) {
 		p.add(name, "not in the format "+layout)
 		return time.Time{}

@@ -17,9 +17,6 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/utils"
 )
 
-// beijing is WeChat's time zone.
-var beijing = time.FixedZone("CST", 8*3600)
-
 // Fen returns a pointer to n, for the optional amounts of PayParams and
 // RefundParams.
 func Fen(n int64) *int64 { return &n }
@@ -128,7 +125,7 @@ func (m *Merchant) V2PayFields(p PayParams) wechatpay.Fields {
 		"cash_fee":       fen(*p.CashFee),
 		"transaction_id": p.TransactionID,
 		"out_trade_no":   p.OutTradeNo,
-		"time_end":       p.TimeEnd.In(beijing).Format("20060102150405"),
+		"time_end":       p.TimeEnd.In(domain.Beijing).Format("20060102150405"),
 	}
 	if p.Attach != "" {
 		f["attach"] = p.Attach
@@ -270,7 +267,7 @@ func (m *Merchant) V2RefundInfo(r RefundParams) wechatpay.Fields {
 		"refund_request_source": "API",
 	}
 	if !r.SuccessTime.IsZero() {
-		f["success_time"] = r.SuccessTime.In(beijing).Format("2006-01-02 15:04:05")
+		f["success_time"] = r.SuccessTime.In(domain.Beijing).Format("2006-01-02 15:04:05")
 	}
 	maps.Copy(f, r.Extra)
 	return f
@@ -308,7 +305,7 @@ func (m *Merchant) V3Transaction(p PayParams) []byte {
 		"trade_state_desc": map[bool]string{true: "支付成功", false: "支付失败"}[p.TradeState == "SUCCESS"],
 		"bank_type":        p.BankType,
 		"attach":           p.Attach,
-		"success_time":     p.TimeEnd.In(beijing).Format(time.RFC3339),
+		"success_time":     p.TimeEnd.In(domain.Beijing).Format(time.RFC3339),
 		"payer":            map[string]any{"openid": p.OpenID},
 		"amount":           map[string]any{"total": p.TotalFee, "payer_total": *p.CashFee, "currency": p.FeeType, "payer_currency": p.FeeType},
 	}
@@ -333,7 +330,7 @@ func (m *Merchant) V3RefundResource(r RefundParams) []byte {
 		"amount":                map[string]any{"total": r.TotalFee, "refund": r.RefundFee, "payer_total": *r.PayerTotal, "payer_refund": *r.PayerRefund},
 	}
 	if !r.SuccessTime.IsZero() {
-		rf["success_time"] = r.SuccessTime.In(beijing).Format(time.RFC3339)
+		rf["success_time"] = r.SuccessTime.In(domain.Beijing).Format(time.RFC3339)
 	}
 	for k, v := range r.Extra {
 		rf[k] = v
@@ -403,7 +400,7 @@ func (m *Merchant) V3Envelope(eventType, summary, originalType string, plaintext
 		Resource     resource `json:"resource"`
 	}{
 		ID:           uuid.NewString(),
-		CreateTime:   m.now().In(beijing).Format(time.RFC3339),
+		CreateTime:   m.now().In(domain.Beijing).Format(time.RFC3339),
 		ResourceType: "encrypt-resource",
 		EventType:    eventType,
 		Summary:      summary,

@@ -37,7 +37,7 @@ func sandbox(t testing.TB) *Merchant {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2026, 11, 30, 9, 41, 52, 0, beijing)
+	now := time.Date(2026, 11, 30, 9, 41, 52, 0, domain.Beijing)
 	m.Now = func() time.Time { return now }
 	return m
 }
