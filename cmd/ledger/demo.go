@@ -301,7 +301,7 @@ func runDemo(ctx context.Context, out io.Writer, dir string, logger *slog.Logger
 	}
 
 	// Projections rebuilt from zero must equal the live ones.
-	live, err := dumpReadModel(ctx, filepath.Join(dir, readModelFile))
+	live, err := projections.DigestFile(ctx, filepath.Join(dir, readModelFile))
 	if err != nil {
 		return err
 	}
@@ -309,15 +309,15 @@ func runDemo(ctx context.Context, out io.Writer, dir string, logger *slog.Logger
 	if err := projections.Rebuild(ctx, n.store, rebuilt); err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
-	fresh, err := dumpReadModel(ctx, rebuilt)
+	fresh, err := projections.DigestFile(ctx, rebuilt)
 	if err != nil {
 		return err
 	}
 	same := "identical"
-	if live.digest != fresh.digest {
+	if live.Sum != fresh.Sum {
 		same = "DIFFERENT"
 	}
-	fmt.Fprintf(out, "  read model rebuilt from zero: %s to the live one (%d orders, checkpoint %s)\n", same, fresh.orders, fresh.checkpoint)
+	fmt.Fprintf(out, "  read model rebuilt from zero: %s to the live one (%d orders, checkpoint %s)\n", same, fresh.Orders, fresh.Checkpoint)
 	if keep {
 		fmt.Fprintf(out, "\ndata kept in %s: try `sqlite3 %s 'SELECT position, stream_id, event_type FROM events'`\n",
 			dir, filepath.Join(dir, eventsFile))

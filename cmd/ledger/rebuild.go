@@ -38,7 +38,7 @@ func rebuildCommand() *command {
 		}
 		defer store.Close()
 		path := filepath.Join(sf.data, readModelFile)
-		before, err := dumpReadModel(ctx, path)
+		before, err := projections.DigestFile(ctx, path)
 		if err != nil {
 			return err
 		}
@@ -46,19 +46,19 @@ func rebuildCommand() *command {
 		if err := projections.Rebuild(ctx, store, path); err != nil {
 			return fmt.Errorf("rebuild: %w", err)
 		}
-		after, err := dumpReadModel(ctx, path)
+		after, err := projections.DigestFile(ctx, path)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(env.stdout, "done: %d orders, checkpoint %s\n", after.orders, after.checkpoint)
+		fmt.Fprintf(env.stdout, "done: %d orders, checkpoint %s\n", after.Orders, after.Checkpoint)
 		switch {
-		case before.orders == 0 && before.checkpoint == "0":
+		case before.Orders == 0 && before.Checkpoint == "0":
 			fmt.Fprintln(env.stdout, "there was no read model before: nothing to compare")
-		case before.digest == after.digest:
+		case before.Sum == after.Sum:
 			fmt.Fprintln(env.stdout, "identical to the previous read model (same orders, totals and checkpoint)")
 		default:
 			fmt.Fprintf(env.stdout, "differs from the previous read model: before %d orders at checkpoint %s, after %d orders at %s\n",
-				before.orders, before.checkpoint, after.orders, after.checkpoint)
+				before.Orders, before.Checkpoint, after.Orders, after.Checkpoint)
 		}
 		return nil
 	}

@@ -1,4 +1,4 @@
-package main
+package projections
 
 import (
 	"context"
@@ -9,30 +9,29 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-
-	_ "modernc.org/sqlite" // database/sql driver "sqlite", for reading the read model file
 )
 
-// modelDigest summarises a read model file: what `rebuild` compares.
-type modelDigest struct {
-	orders     int
-	checkpoint string
-	digest     string // sha256 over every derived row, wall-clock columns left out
+// Digest summarises a read model file, so that two can be compared (a
+// rebuild with the model it replaces, or with the live one).
+type Digest struct {
+	Orders     int    // rows of orders
+	Checkpoint string // the checkpoint's commit position, "0" for none
+	Sum        string // sha256 over every derived row, wall-clock columns left out
 }
 
-// dumpReadModel reads the read model at path (read-only) and digests it.
-// A missing file is an empty model.
-func dumpReadModel(ctx context.Context, path string) (modelDigest, error) {
+// DigestFile reads the read model at path (read-only, so also while a
+// runner writes it) and digests it. A missing file is an empty model.
+func DigestFile(ctx context.Context, path string) (Digest, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return modelDigest{checkpoint: "0"}, nil
+		return Digest{Checkpoint: "0"}, nil
 	}
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
 	if err != nil {
-		return modelDigest{}, fmt.Errorf("read model %s: %w", path, err)
+		return Digest{}, fmt.Errorf("read model %s: %w", path, err)
 	}
 	defer db.Close()
 	h := sha256.New()
-	var d modelDigest
+	var d Digest
 	queries := []string{
 		`SELECT mch_id, out_trade_no, status, total_fee, paid_fee, cash_fee, refunded_fee, transaction_id,
 		        IFNULL(paid_at,''), IFNULL(placed_at,''), anomaly_codes, revision, state_json
@@ -45,7 +44,7 @@ func dumpReadModel(ctx context.Context, path string) (modelDigest, error) {
 	for qi, q := range queries {
 		rows, err := db.QueryContext(ctx, q)
 		if err != nil {
-			return modelDigest{}, fmt.Errorf("read model %s: %w", path, err)
+			return Digest{}, fmt.Errorf("read model %s: %w", path, err)
 		}
 		cols, _ := rows.Columns()
 		vals := make([]any, len(cols))
@@ -56,25 +55,25 @@ func dumpReadModel(ctx context.Context, path string) (modelDigest, error) {
 		for rows.Next() {
 			if err := rows.Scan(ptrs...); err != nil {
 				rows.Close()
-				return modelDigest{}, fmt.Errorf("read model %s: %w", path, err)
+				return Digest{}, fmt.Errorf("read model %s: %w", path, err)
 			}
 			fmt.Fprintf(h, "%d:%v\n", qi, vals)
 			switch qi {
 			case 0:
-				d.orders++
+				d.Orders++
 			case 3:
-				d.checkpoint = fmt.Sprint(vals[1])
+				d.Checkpoint = fmt.Sprint(vals[1])
 			}
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return modelDigest{}, fmt.Errorf("read model %s: %w", path, err)
+			return Digest{}, fmt.Errorf("read model %s: %w", path, err)
 		}
 	}
-	if d.checkpoint == "" {
-		d.checkpoint = "0"
+	if d.Checkpoint == "" {
+		d.Checkpoint = "0"
 	}
-	d.digest = hex.EncodeToString(h.Sum(nil))
+	d.Sum = hex.EncodeToString(h.Sum(nil))
 	return d, nil
 }
