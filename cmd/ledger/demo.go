@@ -121,23 +121,7 @@ func (d *demo) replay(ctx context.Context, s *demoScenario, path string, req wxs
 
 func runDemo(ctx context.Context, out io.Writer, dir string, logger *slog.Logger, keep bool) error {
 	fmt.Fprintf(out, "orderledger demo: a fresh embedded ledger in %s\n\n", dir)
-	m, err := wxsim.NewSandbox()
-	if err != nil {
-		return err
-	}
-	cfgDir := filepath.Join(dir, "sandbox")
-	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
-		return err
-	}
-	cfgPath, err := wxsim.WriteConfig(cfgDir, m)
-	if err != nil {
-		return err
-	}
-	reg, err := merchant.Load(cfgPath, func(string) string { return "" })
-	if err != nil {
-		return err
-	}
-	n, err := startNode(ctx, nodeConfig{Addr: "127.0.0.1:0", DataDir: dir, Merchants: reg, Logger: logger})
+	m, n, err := startSandbox(ctx, dir, logger)
 	if err != nil {
 		return err
 	}
@@ -333,28 +317,79 @@ func runDemo(ctx context.Context, out io.Writer, dir string, logger *slog.Logger
 func countEvents(ctx context.Context, store eventstore.Store) (map[string]int, int, error) {
 	counts := map[string]int{}
 	txs := map[string]bool{}
-	after := eventstore.Start
+	_, err := walkEvents(ctx, store, eventstore.Start, func(r eventstore.RecordedEvent) error {
+		counts[r.Type]++
+		key, ok, err := paymentKey(r)
+		if ok {
+			txs[key] = true
+		}
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return counts, len(txs), nil
+}
+
+// startSandbox makes a sandbox merchant with fresh test keys, writes its
+// configuration under dir/sandbox (0700: it holds keys) and starts a node
+// for it on a free local port, on the embedded store in dir.
+func startSandbox(ctx context.Context, dir string, logger *slog.Logger) (*wxsim.Merchant, *node, error) {
+	m, err := wxsim.NewSandbox()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfgDir := filepath.Join(dir, "sandbox")
+	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	cfgPath, err := wxsim.WriteConfig(cfgDir, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := merchant.Load(cfgPath, func(string) string { return "" })
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := startNode(ctx, nodeConfig{Addr: "127.0.0.1:0", DataDir: dir, Merchants: reg, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, n, nil
+}
+
+// walkEvents calls fn for every stored event after `after`, in global
+// order, and returns the position of the last one (after, if none).
+func walkEvents(ctx context.Context, store eventstore.Store, after eventstore.Position, fn func(eventstore.RecordedEvent) error) (eventstore.Position, error) {
 	for {
 		recs, err := store.ReadAll(ctx, after, 1000)
 		if err != nil {
-			return nil, 0, err
+			return after, fmt.Errorf("reading the store: %w", err)
 		}
 		if len(recs) == 0 {
-			return counts, len(txs), nil
+			return after, nil
 		}
 		for _, r := range recs {
-			counts[r.Type]++
-			if r.Type == domain.TypePaymentConfirmed {
-				e, err := domain.Unmarshal(r.Type, r.Data)
-				if err != nil {
-					return nil, 0, err
-				}
-				pc := e.(domain.PaymentConfirmed)
-				txs[pc.MchID+"/"+pc.TransactionID] = true
+			if err := fn(r); err != nil {
+				return after, err
 			}
+			after = r.Position
 		}
-		after = recs[len(recs)-1].Position
 	}
+}
+
+// paymentKey is "mch_id/transaction_id" of a PaymentConfirmed event; ok is
+// false for other events.
+func paymentKey(r eventstore.RecordedEvent) (key string, ok bool, err error) {
+	if r.Type != domain.TypePaymentConfirmed {
+		return "", false, nil
+	}
+	e, err := domain.Unmarshal(r.Type, r.Data)
+	if err != nil {
+		return "", false, err
+	}
+	pc := e.(domain.PaymentConfirmed)
+	return pc.MchID + "/" + pc.TransactionID, true, nil
 }
 
 func formatCounts(c map[string]int) string {

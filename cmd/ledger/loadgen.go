@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -339,25 +338,13 @@ func runLoadgen(ctx context.Context, env *cliEnv, o lgOptions) (err error) {
 
 // setupLocal creates a sandbox merchant and starts an in-process ledger.
 func (lg *loadgen) setupLocal(ctx context.Context, dir string) error {
-	m, err := wxsim.NewSandbox()
-	if err != nil {
-		return err
-	}
-	cfgPath, err := wxsim.WriteConfig(filepath.Join(dir, "sandbox"), m)
-	if err != nil {
-		return err
-	}
-	reg, err := merchant.Load(cfgPath, func(string) string { return "" })
-	if err != nil {
-		return err
-	}
 	var logger *slog.Logger
 	if lg.o.logOut == io.Discard {
 		logger = slog.New(slog.DiscardHandler)
 	} else {
 		logger = slog.New(slog.NewTextHandler(lg.o.logOut, nil))
 	}
-	n, err := startNode(ctx, nodeConfig{Addr: "127.0.0.1:0", DataDir: dir, Merchants: reg, Logger: logger})
+	m, n, err := startSandbox(ctx, dir, logger)
 	if err != nil {
 		return err
 	}
@@ -741,27 +728,15 @@ func (lg *loadgen) scan(ctx context.Context) error {
 	if lg.node == nil {
 		return nil
 	}
-	for {
-		recs, err := lg.node.store.ReadAll(ctx, lg.scanAfter, 1000)
-		if err != nil {
-			return fmt.Errorf("reading the store: %w", err)
+	var err error
+	lg.scanAfter, err = walkEvents(ctx, lg.node.store, lg.scanAfter, func(r eventstore.RecordedEvent) error {
+		key, ok, err := paymentKey(r)
+		if ok {
+			lg.scanTx[key]++
 		}
-		if len(recs) == 0 {
-			return nil
-		}
-		for _, r := range recs {
-			if r.Type != domain.TypePaymentConfirmed {
-				continue
-			}
-			e, err := domain.Unmarshal(r.Type, r.Data)
-			if err != nil {
-				return err
-			}
-			pc := e.(domain.PaymentConfirmed)
-			lg.scanTx[pc.MchID+"/"+pc.TransactionID]++
-		}
-		lg.scanAfter = recs[len(recs)-1].Position
-	}
+		return err
+	})
+	return err
 }
 
 // catchUp (in-process) returns how long after windowEnd the read model had
