@@ -45,9 +45,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, max 
 	if stream == "" {
 		return nil, fmt.Errorf("read stream: %w: empty stream name", eventstore.ErrInvalidArgument)
 	}
-	if from > math.MaxInt64 {
-		from = math.MaxInt64 // no revision is that high: reads as past the end
-	}
+	from = min(from, math.MaxInt64) // no revision is that high: reads as past the end
 	limit := int64(max)
 	if max <= 0 {
 		limit = -1
@@ -104,13 +102,11 @@ func (s *Store) query(ctx context.Context, stmt *sql.Stmt, args ...any) ([]event
 // scanEvent scans one row of eventColumns.
 func scanEvent(rows *sql.Rows) (eventstore.RecordedEvent, error) {
 	var (
-		e                eventstore.RecordedEvent
-		pos, rev         int64
-		id, recordedAt   string
-		data, meta       []byte
-		typ, contentType string
+		e              eventstore.RecordedEvent
+		pos, rev       int64
+		id, recordedAt string
 	)
-	if err := rows.Scan(&pos, &e.StreamID, &rev, &id, &typ, &contentType, &data, &meta, &recordedAt); err != nil {
+	if err := rows.Scan(&pos, &e.StreamID, &rev, &id, &e.Type, &e.ContentType, &e.Data, &e.Metadata, &recordedAt); err != nil {
 		return e, fmt.Errorf("scan event: %w", err)
 	}
 	var err error
@@ -121,7 +117,6 @@ func scanEvent(rows *sql.Rows) (eventstore.RecordedEvent, error) {
 		return e, fmt.Errorf("event %s: recorded_at: %w", id, err)
 	}
 	e.RecordedAt = e.RecordedAt.UTC()
-	e.Type, e.ContentType, e.Data, e.Metadata = typ, contentType, data, meta
 	e.Revision = uint64(rev)
 	e.Position = eventstore.Position{Commit: uint64(pos), Prepare: uint64(pos)}
 	return e, nil

@@ -103,7 +103,6 @@ type Option func(*options)
 type options struct {
 	commitHook func() error
 	maxGroup   int
-	readConns  int
 }
 
 // WithCommitHook makes the writer call hook just before each COMMIT, on the
@@ -123,16 +122,6 @@ func WithMaxGroup(n int) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.maxGroup = n
-		}
-	}
-}
-
-// WithReadConns sets the size of the read-only connection pool used by
-// ReadStream, ReadAll and subscriptions (default: 2×GOMAXPROCS, at least 4).
-func WithReadConns(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.readConns = n
 		}
 	}
 }
@@ -211,7 +200,7 @@ var _ eventstore.Store = (*Store)(nil)
 // and each transaction reads the positions and revisions it builds on, but
 // a subscription wakes only for commits made through its own Store.
 func Open(path string, opts ...Option) (*Store, error) {
-	o := options{maxGroup: defaultMaxGroup, readConns: max(4, 2*runtime.GOMAXPROCS(0))}
+	o := options{maxGroup: defaultMaxGroup}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -273,13 +262,14 @@ func (s *Store) open() error {
 		return err
 	}
 	s.rdb = sql.OpenDB(rconn)
-	s.rdb.SetMaxOpenConns(s.opts.readConns)
-	s.rdb.SetMaxIdleConns(s.opts.readConns)
+	readConns := max(4, 2*runtime.GOMAXPROCS(0))
+	s.rdb.SetMaxOpenConns(readConns)
+	s.rdb.SetMaxIdleConns(readConns)
 	if s.r, err = prepareRead(s.rdb); err != nil {
 		return err
 	}
 	var head int64
-	if err := s.wdb.QueryRow(`SELECT coalesce(max(position), 0) FROM events`).Scan(&head); err != nil {
+	if err := s.w.lastPos.QueryRow().Scan(&head); err != nil {
 		return fmt.Errorf("last position: %w", err)
 	}
 	s.head = uint64(head)
@@ -367,8 +357,9 @@ func (s *Store) closeDBs() error {
 	return errors.Join(errs...)
 }
 
-// readLock takes closeMu for reading for the length of a read; it fails
-// with ErrClosed once the store is closed.
+// readLock takes closeMu for reading for the length of a read, or while
+// Append enqueues a request; it fails with ErrClosed once the store is
+// closed.
 func (s *Store) readLock() (unlock func(), err error) {
 	s.closeMu.RLock()
 	if s.closed {

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/orderledger/orderledger/eventstore"
 	"github.com/orderledger/orderledger/eventstore/storetest"
 	msqlite "modernc.org/sqlite"
@@ -33,20 +33,13 @@ func openTemp(t testing.TB, opts ...Option) (*Store, string) {
 }
 
 func TestConformance(t *testing.T) {
-	paths := map[eventstore.Store]string{}
-	var mu sync.Mutex // guards paths
 	storetest.Run(t, storetest.Harness{
 		Open: func(t *testing.T) eventstore.Store {
-			s, path := openTemp(t)
-			mu.Lock()
-			paths[s] = path
-			mu.Unlock()
+			s, _ := openTemp(t)
 			return s
 		},
 		Reopen: func(t *testing.T, old eventstore.Store) eventstore.Store {
-			mu.Lock()
-			path := paths[old]
-			mu.Unlock()
+			path := old.(*Store).path
 			if err := old.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
@@ -54,9 +47,6 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reopen: %v", err)
 			}
-			mu.Lock()
-			paths[s] = path
-			mu.Unlock()
 			return s
 		},
 	})
@@ -76,20 +66,35 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// newID returns a random event ID.
-func newID(t testing.TB) eventstore.EventID {
-	var id eventstore.EventID
-	if _, err := rand.Read(id[:]); err != nil {
-		t.Fatal(err)
-	}
-	id[6] = id[6]&0x0f | 0x40
-	id[8] = id[8]&0x3f | 0x80
-	return id
+// heldCommit is a commit hook that holds the writer in its nth commit
+// until release is closed.
+type heldCommit struct {
+	nth     int32
+	hooked  atomic.Int32 // commits that reached the hook
+	release chan struct{}
 }
 
-// notification returns an event shaped like a payment notification.
-func notification(t testing.TB, n int) eventstore.EventData {
-	id := newID(t)
+func holdCommit(nth int32) *heldCommit {
+	return &heldCommit{nth: nth, release: make(chan struct{})}
+}
+
+func (h *heldCommit) hook() error {
+	if h.hooked.Add(1) == h.nth {
+		<-h.release
+	}
+	return nil
+}
+
+// wait returns once the writer is held in the hook.
+func (h *heldCommit) wait(t testing.TB) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("commit %d in the hook", h.nth), func() bool { return h.hooked.Load() >= h.nth })
+}
+
+// notification returns an event shaped like a payment notification, with a
+// fresh random ID.
+func notification(n int) eventstore.EventData {
+	id := eventstore.EventID(uuid.New())
 	return eventstore.EventData{
 		ID:          id,
 		Type:        "PaymentConfirmed",
@@ -104,33 +109,27 @@ func notification(t testing.TB, n int) eventstore.EventData {
 // appends are queued, then checks that they all went into one transaction.
 func TestGroupCommit(t *testing.T) {
 	const clients = 64
-	release := make(chan struct{})
-	var hooked atomic.Int32
-	s, _ := openTemp(t, WithCommitHook(func() error {
-		if hooked.Add(1) == 1 {
-			<-release
-		}
-		return nil
-	}))
+	held := holdCommit(1)
+	s, _ := openTemp(t, WithCommitHook(held.hook))
 	ctx := t.Context()
 
 	first := make(chan error, 1)
 	go func() {
-		_, err := s.Append(ctx, "order-first", eventstore.NoStream(), notification(t, 0))
+		_, err := s.Append(ctx, "order-first", eventstore.NoStream(), notification(0))
 		first <- err
 	}()
 	// Wait until the writer holds the first group in the hook, then queue
 	// the others behind it.
-	waitFor(t, "first commit in the hook", func() bool { return hooked.Load() > 0 })
+	held.wait(t)
 	errs := make(chan error, clients-1)
 	for i := 1; i < clients; i++ {
 		go func() {
-			_, err := s.Append(ctx, fmt.Sprintf("order-%d", i), eventstore.NoStream(), notification(t, i))
+			_, err := s.Append(ctx, fmt.Sprintf("order-%d", i), eventstore.NoStream(), notification(i))
 			errs <- err
 		}()
 	}
 	waitFor(t, "appends queued", func() bool { return len(s.reqs) == clients-1 })
-	close(release)
+	close(held.release)
 	if err := <-first; err != nil {
 		t.Fatalf("first append: %v", err)
 	}
@@ -156,7 +155,7 @@ func TestGroupCommitUnderLoad(t *testing.T) {
 		wg.Go(func() {
 			next := eventstore.NoStream()
 			for i := range each {
-				res, err := s.Append(t.Context(), fmt.Sprintf("order-%d", c), next, notification(t, c*each+i))
+				res, err := s.Append(t.Context(), fmt.Sprintf("order-%d", c), next, notification(c*each+i))
 				if err != nil {
 					errs <- err
 					return
@@ -190,36 +189,30 @@ func TestGroupCommitUnderLoad(t *testing.T) {
 // conflict) does not affect the others, and later requests see earlier
 // ones of the same group.
 func TestGroupIsolation(t *testing.T) {
-	release := make(chan struct{})
-	var hooked atomic.Int32
-	s, _ := openTemp(t, WithCommitHook(func() error {
-		if hooked.Add(1) == 2 {
-			<-release
-		}
-		return nil
-	}))
+	held := holdCommit(2)
+	s, _ := openTemp(t, WithCommitHook(held.hook))
 	ctx := t.Context()
-	taken := notification(t, 0)
+	taken := notification(0)
 	if _, err := s.Append(ctx, "order-taken", eventstore.NoStream(), taken); err != nil {
 		t.Fatal(err)
 	}
 	// The next append is held in the hook; the rest form one group.
 	hold := make(chan error, 1)
 	go func() {
-		_, err := s.Append(ctx, "order-hold", eventstore.NoStream(), notification(t, 1))
+		_, err := s.Append(ctx, "order-hold", eventstore.NoStream(), notification(1))
 		hold <- err
 	}()
-	waitFor(t, "second commit in the hook", func() bool { return hooked.Load() == 2 })
+	held.wait(t)
 	type call struct {
 		stream string
 		exp    eventstore.ExpectedRevision
 		ev     eventstore.EventData
 		want   error
 	}
-	a, b := notification(t, 2), notification(t, 3)
+	a, b := notification(2), notification(3)
 	calls := []call{
 		{"order-a", eventstore.NoStream(), a, nil},
-		{"order-a", eventstore.NoStream(), notification(t, 4), eventstore.ErrWrongExpectedRevision},
+		{"order-a", eventstore.NoStream(), notification(4), eventstore.ErrWrongExpectedRevision},
 		{"order-a", eventstore.Exact(0), b, nil},
 		{"order-other", eventstore.NoStream(), taken, eventstore.ErrEventIDConflict},
 		{"order-a", eventstore.Exact(0), b, nil}, // duplicate of the third, same group
@@ -236,7 +229,7 @@ func TestGroupIsolation(t *testing.T) {
 		}()
 		waitFor(t, "request queued", func() bool { return len(s.reqs) > n })
 	}
-	close(release)
+	close(held.release)
 	if err := <-hold; err != nil {
 		t.Fatal(err)
 	}
@@ -267,13 +260,13 @@ func TestCommitFailure(t *testing.T) {
 		return nil
 	}))
 	ctx := t.Context()
-	e0 := notification(t, 0)
+	e0 := notification(0)
 	if _, err := s.Append(ctx, "order-1", eventstore.NoStream(), e0); err != nil {
 		t.Fatal(err)
 	}
 
 	failing.Store(true)
-	lost := []eventstore.EventData{notification(t, 1), notification(t, 2)}
+	lost := []eventstore.EventData{notification(1), notification(2)}
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
@@ -282,7 +275,7 @@ func TestCommitFailure(t *testing.T) {
 				_, errs[i] = s.Append(ctx, "order-1", eventstore.Exact(0), lost...)
 				return
 			}
-			_, errs[i] = s.Append(ctx, fmt.Sprintf("order-x%d", i), eventstore.NoStream(), notification(t, 10+i))
+			_, errs[i] = s.Append(ctx, fmt.Sprintf("order-x%d", i), eventstore.NoStream(), notification(10+i))
 		})
 	}
 	wg.Wait()
@@ -306,7 +299,7 @@ func TestCommitFailure(t *testing.T) {
 	if err != nil || res.Duplicate || res.NextExpected != 2 || res.Position.Commit != 3 {
 		t.Fatalf("retry after failure = %+v, %v; want revision 2 at position 3", res, err)
 	}
-	res, err = s.Append(ctx, "order-x1", eventstore.NoStream(), notification(t, 99))
+	res, err = s.Append(ctx, "order-x1", eventstore.NoStream(), notification(99))
 	if err != nil || res.NextExpected != 0 || res.Position.Commit != 4 {
 		t.Fatalf("append after failure = %+v, %v; want revision 0 at position 4", res, err)
 	}
@@ -329,22 +322,16 @@ func TestCommitFailure(t *testing.T) {
 // TestCloseDrainsInFlight: appends already queued when Close is called are
 // committed and acknowledged; appends after it fail with ErrClosed.
 func TestCloseDrainsInFlight(t *testing.T) {
-	release := make(chan struct{})
-	var hooked atomic.Int32
-	s, path := openTemp(t, WithCommitHook(func() error {
-		if hooked.Add(1) == 1 {
-			<-release
-		}
-		return nil
-	}))
+	held := holdCommit(1)
+	s, path := openTemp(t, WithCommitHook(held.hook))
 	const queued = 8
 	errs := make(chan error, queued+1)
 	appendTo := func(i int) {
-		_, err := s.Append(context.Background(), fmt.Sprintf("order-%d", i), eventstore.NoStream(), notification(t, i))
+		_, err := s.Append(context.Background(), fmt.Sprintf("order-%d", i), eventstore.NoStream(), notification(i))
 		errs <- err
 	}
 	go appendTo(0)
-	waitFor(t, "first commit in the hook", func() bool { return hooked.Load() > 0 })
+	held.wait(t)
 	for i := 1; i <= queued; i++ {
 		go appendTo(i)
 	}
@@ -356,11 +343,11 @@ func TestCloseDrainsInFlight(t *testing.T) {
 		defer s.closeMu.RUnlock()
 		return s.closed
 	})
-	_, err := s.Append(context.Background(), "order-late", eventstore.NoStream(), notification(t, 99))
+	_, err := s.Append(context.Background(), "order-late", eventstore.NoStream(), notification(99))
 	if !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("append after Close: %v, want ErrClosed", err)
 	}
-	close(release)
+	close(held.release)
 	if err := <-closed; err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -395,7 +382,7 @@ func TestCloseRace(t *testing.T) {
 		go func() {
 			<-start
 			stream := fmt.Sprintf("order-%d", i)
-			_, err := s.Append(context.Background(), stream, eventstore.NoStream(), notification(t, i))
+			_, err := s.Append(context.Background(), stream, eventstore.NoStream(), notification(i))
 			out <- outcome{stream, err}
 		}()
 	}
@@ -436,7 +423,7 @@ func TestCancelledAppend(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := s.Append(ctx, "order-1", eventstore.NoStream(), notification(t, 0))
+	_, err := s.Append(ctx, "order-1", eventstore.NoStream(), notification(0))
 	if !errors.Is(err, context.Canceled) || errors.Is(err, eventstore.ErrUnavailable) {
 		t.Fatalf("append with a cancelled context: %v", err)
 	}
@@ -449,8 +436,8 @@ func TestCancelledAppend(t *testing.T) {
 // auditor's tool would, and checks that events cannot be changed.
 func TestSchemaForAuditors(t *testing.T) {
 	s, path := openTemp(t)
-	e := notification(t, 7)
-	bin := notification(t, 8)
+	e := notification(7)
+	bin := notification(8)
 	bin.ContentType = "application/octet-stream"
 	bin.Data = []byte{0xff, 0x00, 0x01}
 	if _, err := s.Append(t.Context(), "order-7", eventstore.NoStream(), e, bin); err != nil {
@@ -530,11 +517,11 @@ func TestStreamNames(t *testing.T) {
 	ctx := t.Context()
 	names := []string{`order-"quoted"`, "order-<&>", "order-商户", "order-\u0000"}
 	for i, name := range names {
-		if _, err := s.Append(ctx, name, eventstore.NoStream(), notification(t, i)); err != nil {
+		if _, err := s.Append(ctx, name, eventstore.NoStream(), notification(i)); err != nil {
 			t.Fatalf("Append(%q): %v", name, err)
 		}
 		// A second append must see the stream, or it would reuse revision 0.
-		if _, err := s.Append(ctx, name, eventstore.Exact(0), notification(t, i)); err != nil {
+		if _, err := s.Append(ctx, name, eventstore.Exact(0), notification(i)); err != nil {
 			t.Fatalf("second Append(%q): %v", name, err)
 		}
 	}
@@ -547,7 +534,7 @@ func TestStreamNames(t *testing.T) {
 	if err != nil || len(b.Events) != 2 || b.Events[0].StreamID != "order-商户" || b.Checkpoint.Commit != 8 {
 		t.Fatalf("Next = %+v, %v; want the 2 events of order-商户, checkpoint 8", b, err)
 	}
-	_, err = s.Append(ctx, "order-\xff", eventstore.Any(), notification(t, 9))
+	_, err = s.Append(ctx, "order-\xff", eventstore.Any(), notification(9))
 	if !errors.Is(err, eventstore.ErrInvalidArgument) {
 		t.Fatalf("Append to a non-UTF-8 stream name: %v, want ErrInvalidArgument", err)
 	}
@@ -604,7 +591,7 @@ func BenchmarkAppend(b *testing.B) {
 			s, _ := openTemp(b, bc.opts...)
 			events := make([]eventstore.EventData, b.N)
 			for i := range events {
-				events[i] = notification(b, i)
+				events[i] = notification(i)
 			}
 			ctx := context.Background()
 			runClients(b, bc.clients, func(i int) error {
@@ -627,7 +614,7 @@ func BenchmarkAppendDuplicate(b *testing.B) {
 	ctx := context.Background()
 	events := make([]eventstore.EventData, stored)
 	for i := range events {
-		events[i] = notification(b, i)
+		events[i] = notification(i)
 		if _, err := s.Append(ctx, fmt.Sprintf("order-%d", i), eventstore.NoStream(), events[i]); err != nil {
 			b.Fatal(err)
 		}

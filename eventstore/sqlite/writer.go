@@ -32,16 +32,17 @@ import (
 //     flight while the other half queue up).
 //  3. commitGroup opens ONE transaction and loads, in two queries, the
 //     state of every stream and every event ID that the group mentions
-//     (groupState). It then applies the requests in queue order against
-//     that in-memory state (apply), updating it as it inserts, so each
+//     (groupState). It then takes the requests in queue order, deciding
+//     each against that in-memory state (decide) and inserting the events
+//     of those that pass (write), which updates the state, so each
 //     request sees the ones before it in the same group. A request is
 //     decided entirely before anything of it is inserted: one that fails
 //     (wrong revision, ID conflict) writes nothing and does not disturb
 //     the others, with no savepoint needed. Positions are handed out in
 //     order from the last committed one, so they are gapless and follow
 //     commit order.
-//  4. It commits once (one fsync of the WAL), then sets each request's
-//     result, closes its done channel, and wakes the subscriptions.
+//  4. It commits once (one fsync of the WAL), then wakes the
+//     subscriptions and closes each request's done channel.
 //
 // Failure: anything that is not a verdict on a single request (an I/O
 // error, COMMIT, the test commit hook) rolls the whole transaction back and
@@ -77,34 +78,39 @@ type request struct {
 // after Close. If ctx ends before the request is queued, ctx.Err() is
 // returned and nothing was written.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, events ...eventstore.EventData) (eventstore.AppendResult, error) {
-	if err := validateAppend(stream, expected, events); err != nil {
+	res, err := s.append(ctx, stream, expected, events)
+	if err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+	}
+	return res, nil
+}
+
+// append is Append without the "append <stream>" context on its errors.
+func (s *Store) append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	if err := validateAppend(stream, expected, events); err != nil {
+		return eventstore.AppendResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+		return eventstore.AppendResult{}, err
 	}
 	r := &request{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{})}
-	s.closeMu.RLock()
-	if s.closed {
-		s.closeMu.RUnlock()
-		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, eventstore.ErrClosed)
+	unlock, err := s.readLock()
+	if err != nil {
+		return eventstore.AppendResult{}, err
 	}
 	select {
 	case s.reqs <- r:
-		s.closeMu.RUnlock()
+		unlock()
 	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, ctx.Err())
+		unlock()
+		return eventstore.AppendResult{}, ctx.Err()
 	}
 
 	select {
 	case <-r.done:
-		if r.err != nil {
-			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, r.err)
-		}
-		return r.res, nil
+		return r.res, r.err
 	case <-ctx.Done():
-		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w: %w", stream, eventstore.ErrUnavailable, ctx.Err())
+		return eventstore.AppendResult{}, fmt.Errorf("%w: %w", eventstore.ErrUnavailable, ctx.Err())
 	}
 }
 
@@ -240,11 +246,14 @@ func (s *Store) commitGroup(group []*request) {
 	first := gs.pos
 	recordedAt := time.Now().UTC().Format(timeLayout)
 	for _, r := range live {
-		r.res, r.err = gs.apply(ctx, insert, upsert, r, recordedAt)
-		var ge *groupError
-		if errors.As(r.err, &ge) {
+		var write bool
+		r.res, write, r.err = gs.decide(r)
+		if !write {
+			continue // a duplicate or a refusal: nothing to insert
+		}
+		if r.res, err = gs.write(ctx, insert, upsert, r, recordedAt); err != nil {
 			s.abort(tx)
-			fail(ge.err)
+			fail(err)
 			return
 		}
 	}
@@ -267,6 +276,11 @@ func (s *Store) commitGroup(group []*request) {
 
 	s.stats.commits.Add(1)
 	s.stats.events.Add(gs.pos - first)
+	// Publish before answering, so that a subscription started after
+	// Append returns sees the appended events as already stored.
+	if gs.pos > first {
+		s.published(gs.pos)
+	}
 	for _, r := range group {
 		if r.err == nil {
 			s.stats.appends.Add(1)
@@ -275,9 +289,6 @@ func (s *Store) commitGroup(group []*request) {
 			}
 		}
 		close(r.done)
-	}
-	if gs.pos > first {
-		s.published(gs.pos)
 	}
 }
 
@@ -289,23 +300,14 @@ func (s *Store) abort(tx *sql.Tx) {
 	}
 }
 
-// groupError is a failure of the whole group, as opposed to a verdict on
-// one request.
-type groupError struct {
-	err error
-}
-
-func (e *groupError) Error() string { return e.err.Error() }
-func (e *groupError) Unwrap() error { return e.err }
-
 // groupState is what the requests of one group need to know about the
 // database, loaded at the start of the write transaction and kept up to
-// date by apply as the group's events are inserted. It lives for one
+// date by write as the group's events are inserted. It lives for one
 // transaction only.
 type groupState struct {
-	pos     uint64                         // last position used
-	streams map[string]uint64              // last revision of each existing stream the group mentions
-	ids     map[eventstore.EventID]*stored // every stored event whose ID the group mentions
+	pos     uint64                                           // last position used
+	streams map[string]uint64                                // last revision of each existing stream the group mentions
+	ids     map[eventstore.EventID]*eventstore.RecordedEvent // every stored event whose ID the group mentions
 }
 
 // loadGroupState reads the last position and the streams and event IDs
@@ -313,7 +315,7 @@ type groupState struct {
 func (s *Store) loadGroupState(ctx context.Context, tx *sql.Tx, group []*request) (*groupState, error) {
 	gs := &groupState{
 		streams: make(map[string]uint64, len(group)),
-		ids:     make(map[eventstore.EventID]*stored),
+		ids:     make(map[eventstore.EventID]*eventstore.RecordedEvent),
 	}
 	var last int64
 	if err := tx.StmtContext(ctx, s.w.lastPos).QueryRowContext(ctx).Scan(&last); err != nil {
@@ -379,15 +381,7 @@ func (s *Store) loadGroupState(ctx context.Context, tx *sql.Tx, group []*request
 			rows.Close()
 			return nil, fmt.Errorf("read event ids: %w", err)
 		}
-		gs.ids[e.ID] = &stored{
-			position: e.Position.Commit,
-			stream:   e.StreamID,
-			revision: e.Revision,
-			typ:      e.Type,
-			ctype:    e.ContentType,
-			data:     e.Data,
-			metadata: e.Metadata,
-		}
+		gs.ids[e.ID] = &e
 	}
 	if err := rows.Close(); err != nil {
 		return nil, fmt.Errorf("read event ids: %w", err)
@@ -395,28 +389,15 @@ func (s *Store) loadGroupState(ctx context.Context, tx *sql.Tx, group []*request
 	return gs, nil
 }
 
-// stored is an event as found by its ID.
-type stored struct {
-	position uint64
-	stream   string
-	revision uint64
-	typ      string
-	ctype    string
-	data     []byte
-	metadata []byte
+// sameContent reports whether e is the very event that is stored as rec.
+func sameContent(rec *eventstore.RecordedEvent, e eventstore.EventData) bool {
+	return rec.Type == e.Type && rec.ContentType == e.ContentType && bytes.Equal(rec.Data, e.Data) && bytes.Equal(rec.Metadata, e.Metadata)
 }
 
-// sameContent reports whether e is the very event that is stored.
-func (f *stored) sameContent(e eventstore.EventData) bool {
-	return f.typ == e.Type && f.ctype == e.ContentType && bytes.Equal(f.data, e.Data) && bytes.Equal(f.metadata, e.Metadata)
-}
-
-// apply decides one request against the group state and, if it passes,
-// inserts its events at the next positions and records them in the state.
-// A verdict on the request (wrong revision, conflict, duplicate) is
-// reached before anything is inserted, and a failing verdict is returned
-// as a plain sentinel-wrapping error; any other failure as a *groupError,
-// which fails the whole group.
+// decide reaches the verdict on one request against the group state,
+// before anything of it is inserted: write reports that its events are to
+// be written; otherwise res is the result of a duplicate, or err (wrapping
+// a sentinel) says why the request fails.
 //
 // The verdict, in order:
 //  1. An ID stored in another stream, or with other type, content type,
@@ -428,85 +409,87 @@ func (f *stored) sameContent(e eventstore.EventData) bool {
 //  4. Some IDs stored (same content, this stream) but not as a whole
 //     retry: ErrEventIDConflict, since writing would store an ID twice.
 //  5. Otherwise the events are written.
-func (gs *groupState) apply(ctx context.Context, insert, upsert *sql.Stmt, r *request, recordedAt string) (eventstore.AppendResult, error) {
-	cur, exists := gs.streams[r.stream]
-
-	found := make([]*stored, len(r.events))
+func (gs *groupState) decide(r *request) (res eventstore.AppendResult, write bool, err error) {
+	found := make([]*eventstore.RecordedEvent, len(r.events))
 	nfound := 0
 	for i, e := range r.events {
 		f := gs.ids[e.ID]
 		if f == nil {
 			continue
 		}
-		if f.stream != r.stream {
-			return eventstore.AppendResult{}, fmt.Errorf("%w: event %s is stored in stream %q", eventstore.ErrEventIDConflict, e.ID, f.stream)
+		if f.StreamID != r.stream {
+			return res, false, fmt.Errorf("%w: event %s is stored in stream %q", eventstore.ErrEventIDConflict, e.ID, f.StreamID)
 		}
-		if !f.sameContent(e) {
-			return eventstore.AppendResult{}, fmt.Errorf("%w: event %s is stored at revision %d with other content", eventstore.ErrEventIDConflict, e.ID, f.revision)
+		if !sameContent(f, e) {
+			return res, false, fmt.Errorf("%w: event %s is stored at revision %d with other content", eventstore.ErrEventIDConflict, e.ID, f.Revision)
 		}
 		found[i] = f
 		nfound++
 	}
 	if nfound == len(found) && isRetry(r.expected, found) {
 		last := found[len(found)-1]
-		return eventstore.AppendResult{
-			NextExpected: last.revision,
-			Position:     eventstore.Position{Commit: last.position, Prepare: last.position},
-			Duplicate:    true,
-		}, nil
+		return eventstore.AppendResult{NextExpected: last.Revision, Position: last.Position, Duplicate: true}, false, nil
 	}
+	cur, exists := gs.streams[r.stream]
 	if err := checkExpected(r.expected, exists, cur); err != nil {
-		return eventstore.AppendResult{}, err
+		return res, false, err
 	}
 	for i, f := range found {
 		if f != nil {
-			return eventstore.AppendResult{}, fmt.Errorf("%w: event %s is already stored at revision %d of this stream",
-				eventstore.ErrEventIDConflict, r.events[i].ID, f.revision)
+			return res, false, fmt.Errorf("%w: event %s is already stored at revision %d of this stream",
+				eventstore.ErrEventIDConflict, r.events[i].ID, f.Revision)
 		}
 	}
+	return res, true, nil
+}
 
-	rev := uint64(0)
-	if exists {
-		rev = cur + 1
+// write inserts the events of a request that decide let through, at the
+// next revisions of its stream and the next positions, and records them in
+// the group state. An error fails the whole group.
+func (gs *groupState) write(ctx context.Context, insert, upsert *sql.Stmt, r *request, recordedAt string) (eventstore.AppendResult, error) {
+	first := uint64(0) // revision of the first event
+	if cur, exists := gs.streams[r.stream]; exists {
+		first = cur + 1
 	}
-	pos := gs.pos
 	for i := range r.events {
 		e := &r.events[i]
-		pos++
+		rev, pos := first+uint64(i), gs.pos+1
 		if _, err := insert.ExecContext(ctx,
 			int64(pos), r.stream, int64(rev), e.ID.String(), e.Type, e.ContentType,
 			payload(e.Data, false), payload(e.Metadata, true), recordedAt,
 		); err != nil {
-			return eventstore.AppendResult{}, &groupError{fmt.Errorf("insert event %s: %w", e.ID, err)}
+			return eventstore.AppendResult{}, fmt.Errorf("insert event %s: %w", e.ID, err)
 		}
-		gs.ids[e.ID] = &stored{position: pos, stream: r.stream, revision: rev, typ: e.Type, ctype: e.ContentType, data: e.Data, metadata: e.Metadata}
-		rev++
+		gs.ids[e.ID] = &eventstore.RecordedEvent{
+			StreamID: r.stream, ID: e.ID, Type: e.Type, ContentType: e.ContentType, Data: e.Data, Metadata: e.Metadata,
+			Revision: rev, Position: eventstore.Position{Commit: pos, Prepare: pos},
+		}
+		gs.pos = pos
 	}
-	rev--
-	if _, err := upsert.ExecContext(ctx, r.stream, int64(rev), int64(pos)); err != nil {
-		return eventstore.AppendResult{}, &groupError{fmt.Errorf("update stream %s: %w", r.stream, err)}
+	last := first + uint64(len(r.events)) - 1
+	if _, err := upsert.ExecContext(ctx, r.stream, int64(last), int64(gs.pos)); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("update stream %s: %w", r.stream, err)
 	}
-	gs.streams[r.stream] = rev
-	gs.pos = pos
+	gs.streams[r.stream] = last
 	return eventstore.AppendResult{
-		NextExpected: rev,
-		Position:     eventstore.Position{Commit: pos, Prepare: pos},
+		NextExpected: last,
+		Position:     eventstore.Position{Commit: gs.pos, Prepare: gs.pos},
 	}, nil
 }
 
 // isRetry reports whether found (all non-nil, all in the request's stream
 // with the same content) lie consecutively where expected puts them.
-func isRetry(expected eventstore.ExpectedRevision, found []*stored) bool {
+func isRetry(expected eventstore.ExpectedRevision, found []*eventstore.RecordedEvent) bool {
 	for i := 1; i < len(found); i++ {
-		if found[i].revision != found[0].revision+uint64(i) {
+		if found[i].Revision != found[0].Revision+uint64(i) {
 			return false
 		}
 	}
 	switch expected.Kind {
 	case eventstore.ExpectNoStream:
-		return found[0].revision == 0
+		return found[0].Revision == 0
 	case eventstore.ExpectRevision:
-		return found[0].revision == expected.Revision+1
+		return found[0].Revision == expected.Revision+1
 	default: // Any, StreamExists: wherever they are in the stream
 		return true
 	}

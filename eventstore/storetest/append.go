@@ -35,13 +35,9 @@ func (s *suite) testExpectedRevision(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := s.open(t)
 			const stream = "order-expected"
-			history := evs(t, tc.history, "Given")
-			if len(history) > 0 {
-				mustAppend(t, st, stream, eventstore.NoStream(), history...)
-			}
-			add := evs(t, 2, "When")
+			st, history := s.openWith(t, stream, tc.history)
+			add := evs(2, "When")
 			res, err := st.Append(ctx(t), stream, tc.expected, add...)
 			if !tc.ok {
 				wantErr(t, "Append "+tc.expected.String(), err, eventstore.ErrWrongExpectedRevision)
@@ -72,12 +68,12 @@ func (s *suite) testExpectedRevision(t *testing.T) {
 // NextExpected is the revision of the last event.
 func (s *suite) testRevisionsStartAtZero(t *testing.T) {
 	st := s.open(t)
-	first := evs(t, 3, "Created")
+	first := evs(3, "Created")
 	res := mustAppend(t, st, "order-1", eventstore.NoStream(), first...)
 	if res.NextExpected != 2 {
 		t.Fatalf("NextExpected after 3 events = %d, want 2", res.NextExpected)
 	}
-	next := ev(t, "Paid")
+	next := ev("Paid")
 	res = mustAppend(t, st, "order-1", eventstore.Exact(res.NextExpected), next)
 	if res.NextExpected != 3 {
 		t.Fatalf("NextExpected after 4 events = %d, want 3", res.NextExpected)
@@ -104,27 +100,16 @@ func (s *suite) testRacingWriters(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := s.open(t)
 			const stream = "order-race"
-			history := evs(t, tc.history, "Given")
-			if len(history) > 0 {
-				mustAppend(t, st, stream, eventstore.NoStream(), history...)
-			}
+			st, history := s.openWith(t, stream, tc.history)
 			candidates := make([][]eventstore.EventData, writers)
 			for i := range candidates {
-				candidates[i] = evs(t, 2, fmt.Sprintf("Writer%d", i))
+				candidates[i] = evs(2, fmt.Sprintf("Writer%d", i))
 			}
-			errs := make([]error, writers)
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := range writers {
-				wg.Go(func() {
-					<-start
-					_, errs[i] = st.Append(ctx(t), stream, tc.exp, candidates[i]...)
-				})
-			}
-			close(start)
-			wg.Wait()
+			errs := race(writers, func(i int) error {
+				_, err := st.Append(ctx(t), stream, tc.exp, candidates[i]...)
+				return err
+			})
 			winner := -1
 			for i, err := range errs {
 				switch {
@@ -148,17 +133,10 @@ func (s *suite) testRacingWriters(t *testing.T) {
 	t.Run("any/all land", func(t *testing.T) {
 		st := s.open(t)
 		const stream = "order-race"
-		start := make(chan struct{})
-		errs := make([]error, writers)
-		var wg sync.WaitGroup
-		for i := range writers {
-			wg.Go(func() {
-				<-start
-				_, errs[i] = st.Append(ctx(t), stream, eventstore.Any(), evs(t, 2, fmt.Sprintf("Writer%d", i))...)
-			})
-		}
-		close(start)
-		wg.Wait()
+		errs := race(writers, func(i int) error {
+			_, err := st.Append(ctx(t), stream, eventstore.Any(), evs(2, fmt.Sprintf("Writer%d", i))...)
+			return err
+		})
 		if err := errors.Join(errs...); err != nil {
 			t.Fatalf("Append any: %v", err)
 		}
@@ -178,49 +156,59 @@ func (s *suite) testRacingWriters(t *testing.T) {
 	})
 }
 
+// race calls f(0), ..., f(n-1) in n goroutines released at the same
+// moment, and returns their errors by index.
+func race(n int, f func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
 // testRetryAfterLostReply: the writer did not get the reply and sends the very
 // same append again. It succeeds with Duplicate set, reports where the events
 // are, and stores no second copy.
 func (s *suite) testRetryAfterLostReply(t *testing.T) {
-	type step struct {
-		exp    eventstore.ExpectedRevision
-		events []eventstore.EventData
-	}
 	tests := []struct {
 		name    string
 		history int
-		// first is appended, then the stream may move on (then), then first
-		// is retried.
-		first   func(t *testing.T) step
+		// n events are appended with exp, then the stream may move on by
+		// `then` events, then the first append is retried.
+		exp     eventstore.ExpectedRevision
+		n       int
 		then    int
 		wantRev uint64
 	}{
-		{"no-stream", 0, func(t *testing.T) step { return step{eventstore.NoStream(), evs(t, 2, "Paid")} }, 0, 1},
-		{"exact", 2, func(t *testing.T) step { return step{eventstore.Exact(1), evs(t, 1, "Paid")} }, 0, 2},
-		{"any", 2, func(t *testing.T) step { return step{eventstore.Any(), evs(t, 2, "Paid")} }, 0, 3},
-		{"stream-exists", 1, func(t *testing.T) step { return step{eventstore.StreamExists(), evs(t, 1, "Paid")} }, 0, 1},
-		{"no-stream/stream moved on", 0, func(t *testing.T) step { return step{eventstore.NoStream(), evs(t, 1, "Paid")} }, 3, 0},
-		{"exact/stream moved on", 1, func(t *testing.T) step { return step{eventstore.Exact(0), evs(t, 2, "Paid")} }, 2, 2},
-		{"any/stream moved on", 1, func(t *testing.T) step { return step{eventstore.Any(), evs(t, 2, "Paid")} }, 2, 2},
+		{"no-stream", 0, eventstore.NoStream(), 2, 0, 1},
+		{"exact", 2, eventstore.Exact(1), 1, 0, 2},
+		{"any", 2, eventstore.Any(), 2, 0, 3},
+		{"stream-exists", 1, eventstore.StreamExists(), 1, 0, 1},
+		{"no-stream/stream moved on", 0, eventstore.NoStream(), 1, 3, 0},
+		{"exact/stream moved on", 1, eventstore.Exact(0), 2, 2, 2},
+		{"any/stream moved on", 1, eventstore.Any(), 2, 2, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := s.open(t)
 			const stream = "order-retry"
-			history := evs(t, tc.history, "Given")
-			if len(history) > 0 {
-				mustAppend(t, st, stream, eventstore.NoStream(), history...)
-			}
-			first := tc.first(t)
-			res1 := mustAppend(t, st, stream, first.exp, first.events...)
-			want := append(history, first.events...)
+			st, history := s.openWith(t, stream, tc.history)
+			first := evs(tc.n, "Paid")
+			res1 := mustAppend(t, st, stream, tc.exp, first...)
+			want := append(history, first...)
 			if tc.then > 0 {
-				later := evs(t, tc.then, "Later")
+				later := evs(tc.then, "Later")
 				mustAppend(t, st, stream, eventstore.Exact(res1.NextExpected), later...)
 				want = append(want, later...)
 			}
 			for attempt := 1; attempt <= 2; attempt++ {
-				res2, err := st.Append(ctx(t), stream, first.exp, first.events...)
+				res2, err := st.Append(ctx(t), stream, tc.exp, first...)
 				if err != nil {
 					t.Fatalf("retry %d: %v", attempt, err)
 				}
@@ -254,11 +242,9 @@ func (s *suite) testRetryAfterLostReply(t *testing.T) {
 	}
 	for _, tc := range wrongPlace {
 		t.Run("same events at another place/"+tc.name, func(t *testing.T) {
-			st := s.open(t)
 			const stream = "order-retry"
-			history := evs(t, 2, "Given")
-			mustAppend(t, st, stream, eventstore.NoStream(), history...)
-			stored := evs(t, 2, "Paid") // at revisions 2 and 3
+			st, history := s.openWith(t, stream, 2)
+			stored := evs(2, "Paid") // at revisions 2 and 3
 			mustAppend(t, st, stream, eventstore.Exact(1), stored...)
 			res, err := st.Append(ctx(t), stream, tc.exp, stored...)
 			if err == nil {
@@ -288,7 +274,7 @@ func (s *suite) testSameIDOtherContent(t *testing.T) {
 			t.Run(tc.name+"/"+exp.String(), func(t *testing.T) {
 				st := s.open(t)
 				const stream = "order-content"
-				orig := ev(t, "Paid")
+				orig := ev("Paid")
 				orig.Data = []byte(`{"amount":1}`)
 				mustAppend(t, st, stream, eventstore.NoStream(), orig)
 				other := orig
@@ -315,13 +301,13 @@ func (s *suite) testGlobalIDUniqueness(t *testing.T) {
 	for _, exp := range []eventstore.ExpectedRevision{eventstore.NoStream(), eventstore.Any()} {
 		t.Run(exp.String(), func(t *testing.T) {
 			st := s.open(t)
-			a := ev(t, "Paid")
+			a := ev("Paid")
 			mustAppend(t, st, "order-a", eventstore.NoStream(), a)
 
 			_, err := st.Append(ctx(t), "order-b", exp, a)
 			wantErr(t, "same id in another stream", err, eventstore.ErrEventIDConflict)
 
-			_, err = st.Append(ctx(t), "order-b", exp, ev(t, "Created"), a, ev(t, "Shipped"))
+			_, err = st.Append(ctx(t), "order-b", exp, ev("Created"), a, ev("Shipped"))
 			wantErr(t, "batch holding an id of another stream", err, eventstore.ErrEventIDConflict)
 
 			checkStream(t, st, "order-b", nil)
@@ -338,7 +324,7 @@ func (s *suite) testGlobalIDUniqueness(t *testing.T) {
 func (s *suite) testPartlyStoredBatch(t *testing.T) {
 	t.Run("stored prefix/no-stream", func(t *testing.T) {
 		st := s.open(t)
-		a, b := ev(t, "Created"), ev(t, "Paid")
+		a, b := ev("Created"), ev("Paid")
 		mustAppend(t, st, "order-p", eventstore.NoStream(), a)
 		_, err := st.Append(ctx(t), "order-p", eventstore.NoStream(), a, b)
 		wantErr(t, "Append", err, eventstore.ErrWrongExpectedRevision, eventstore.ErrEventIDConflict)
@@ -349,7 +335,7 @@ func (s *suite) testPartlyStoredBatch(t *testing.T) {
 	}
 	t.Run("GlobalIDUniqueness/stored prefix/any", func(t *testing.T) {
 		st := s.open(t)
-		a, b := ev(t, "Created"), ev(t, "Paid")
+		a, b := ev("Created"), ev("Paid")
 		mustAppend(t, st, "order-p", eventstore.NoStream(), a)
 		_, err := st.Append(ctx(t), "order-p", eventstore.Any(), a, b)
 		wantErr(t, "Append", err, eventstore.ErrEventIDConflict)
@@ -357,7 +343,7 @@ func (s *suite) testPartlyStoredBatch(t *testing.T) {
 	})
 	t.Run("GlobalIDUniqueness/stored id repeated at the end", func(t *testing.T) {
 		st := s.open(t)
-		a, b, c := ev(t, "Created"), ev(t, "Paid"), ev(t, "Shipped")
+		a, b, c := ev("Created"), ev("Paid"), ev("Shipped")
 		mustAppend(t, st, "order-p", eventstore.NoStream(), a, b)
 		_, err := st.Append(ctx(t), "order-p", eventstore.Exact(1), c, a)
 		wantErr(t, "Append", err, eventstore.ErrEventIDConflict)
@@ -370,14 +356,14 @@ func (s *suite) testPartlyStoredBatch(t *testing.T) {
 func (s *suite) testAtomicBatch(t *testing.T) {
 	t.Run("written whole", func(t *testing.T) {
 		st := s.open(t)
-		batch := evs(t, 5, "Batch")
+		batch := evs(5, "Batch")
 		mustAppend(t, st, "order-atomic", eventstore.NoStream(), batch...)
 		got := checkStream(t, st, "order-atomic", batch)
 		s.checkOrder(t, got, 1)
 	})
 	t.Run("invalid event writes nothing", func(t *testing.T) {
 		st := s.open(t)
-		batch := evs(t, 3, "Batch")
+		batch := evs(3, "Batch")
 		batch[2].Type = ""
 		_, err := st.Append(ctx(t), "order-atomic", eventstore.Any(), batch...)
 		wantErr(t, "Append", err, eventstore.ErrInvalidArgument)
@@ -414,7 +400,7 @@ func (s *suite) testAtomicBatch(t *testing.T) {
 		for w := range writers {
 			wg.Go(func() {
 				for range rounds {
-					if _, err := st.Append(ctx(t), stream, eventstore.Any(), evs(t, size, fmt.Sprintf("W%d", w))...); err != nil {
+					if _, err := st.Append(ctx(t), stream, eventstore.Any(), evs(size, fmt.Sprintf("W%d", w))...); err != nil {
 						errs <- err
 					}
 				}
@@ -448,10 +434,10 @@ func (s *suite) testAtomicBatch(t *testing.T) {
 // write nothing.
 func (s *suite) testInvalidArgument(t *testing.T) {
 	st := s.open(t)
-	dupID := ev(t, "Paid")
-	zeroID := ev(t, "Paid")
+	dupID := ev("Paid")
+	zeroID := ev("Paid")
 	zeroID.ID = eventstore.EventID{}
-	noType := ev(t, "Paid")
+	noType := ev("Paid")
 	noType.Type = ""
 	tests := []struct {
 		name   string
@@ -459,13 +445,13 @@ func (s *suite) testInvalidArgument(t *testing.T) {
 		exp    eventstore.ExpectedRevision
 		events []eventstore.EventData
 	}{
-		{"empty stream name", "", eventstore.Any(), evs(t, 1, "Paid")},
+		{"empty stream name", "", eventstore.Any(), evs(1, "Paid")},
 		{"no events", "order-x", eventstore.Any(), nil},
 		{"zero event id", "order-x", eventstore.Any(), []eventstore.EventData{zeroID}},
-		{"zero event id in second event", "order-x", eventstore.NoStream(), []eventstore.EventData{ev(t, "Paid"), zeroID}},
+		{"zero event id in second event", "order-x", eventstore.NoStream(), []eventstore.EventData{ev("Paid"), zeroID}},
 		{"empty type", "order-x", eventstore.Any(), []eventstore.EventData{noType}},
 		{"same id twice in one batch", "order-x", eventstore.Any(), []eventstore.EventData{dupID, dupID}},
-		{"unknown expected kind", "order-x", eventstore.ExpectedRevision{Kind: 99}, evs(t, 1, "Paid")},
+		{"unknown expected kind", "order-x", eventstore.ExpectedRevision{Kind: 99}, evs(1, "Paid")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -486,11 +472,11 @@ func (s *suite) testInvalidArgument(t *testing.T) {
 // does not panic.
 func (s *suite) testClosed(t *testing.T) {
 	st := s.open(t)
-	mustAppend(t, st, "order-closed", eventstore.NoStream(), ev(t, "Paid"))
+	mustAppend(t, st, "order-closed", eventstore.NoStream(), ev("Paid"))
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	_, err := st.Append(ctx(t), "order-closed", eventstore.Any(), ev(t, "Paid"))
+	_, err := st.Append(ctx(t), "order-closed", eventstore.Any(), ev("Paid"))
 	wantErr(t, "Append after Close", err, eventstore.ErrClosed)
 	_, err = st.ReadStream(ctx(t), "order-closed", 0, 0)
 	wantErr(t, "ReadStream after Close", err, eventstore.ErrClosed)

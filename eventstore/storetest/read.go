@@ -21,7 +21,7 @@ func (s *suite) testGlobalOrder(t *testing.T) {
 	var results []eventstore.AppendResult
 	var lastIdx []int
 	for i := range 12 {
-		batch := evs(t, 1+i%3, "Step")
+		batch := evs(1+i%3, "Step")
 		res := mustAppend(t, st, streams[i%len(streams)], eventstore.Any(), batch...)
 		want = append(want, dataIDs(batch)...)
 		results = append(results, res)
@@ -59,7 +59,7 @@ func (s *suite) testReadAllPaging(t *testing.T) {
 	st := s.open(t)
 	var want []eventstore.EventID
 	for i := range 23 {
-		e := ev(t, "Step")
+		e := ev("Step")
 		mustAppend(t, st, fmt.Sprintf("order-%d", i%4), eventstore.Any(), e)
 		want = append(want, e.ID)
 	}
@@ -110,7 +110,7 @@ func (s *suite) testReadAllPaging(t *testing.T) {
 // after its last position, returns nothing and no error.
 func (s *suite) testReadPastEnd(t *testing.T) {
 	st := s.open(t)
-	mustAppend(t, st, "order-end", eventstore.NoStream(), evs(t, 3, "Step")...)
+	mustAppend(t, st, "order-end", eventstore.NoStream(), evs(3, "Step")...)
 	for _, from := range []uint64{3, 4, 100, math.MaxInt64, math.MaxUint64} {
 		got, err := st.ReadStream(ctx(t), "order-end", from, 0)
 		if err != nil || len(got) != 0 {
@@ -144,7 +144,7 @@ func (s *suite) testReadPastEnd(t *testing.T) {
 // without error.
 func (s *suite) testReadMissingStream(t *testing.T) {
 	st := s.open(t)
-	mustAppend(t, st, "order-1", eventstore.NoStream(), ev(t, "Paid"))
+	mustAppend(t, st, "order-1", eventstore.NoStream(), ev("Paid"))
 	for _, name := range []string{"order-2", "order-", "order-10", "ORDER-1"} {
 		got, err := st.ReadStream(ctx(t), name, 0, 0)
 		if err != nil || len(got) != 0 {
@@ -158,7 +158,7 @@ func (s *suite) testReadMissingStream(t *testing.T) {
 func (s *suite) testLargeBatch(t *testing.T) {
 	const n = 5000
 	st := s.open(t)
-	batch := evs(t, n, "Line")
+	batch := evs(n, "Line")
 	res := mustAppend(t, st, "bill-2024-06-01", eventstore.NoStream(), batch...)
 	if res.NextExpected != n-1 {
 		t.Fatalf("NextExpected = %d, want %d", res.NextExpected, n-1)
@@ -187,7 +187,7 @@ func (s *suite) testLargePayloads(t *testing.T) {
 	st := s.open(t)
 	var batch []eventstore.EventData
 	for i := range 8 {
-		e := ev(t, "Bill")
+		e := ev("Bill")
 		if i%2 == 0 {
 			e.ContentType = "application/octet-stream"
 			e.Data = make([]byte, 50<<10)
@@ -230,8 +230,8 @@ func (s *suite) testReopen(t *testing.T) {
 		t.Fatal("backend is Persistent but Harness.Reopen is nil")
 	}
 	st := s.open(t)
-	a := evs(t, 2, "Created")
-	b := evs(t, 1, "Paid")
+	a := evs(2, "Created")
+	b := evs(1, "Paid")
 	mustAppend(t, st, "order-1", eventstore.NoStream(), a...)
 	mustAppend(t, st, "order-2", eventstore.NoStream(), b...)
 	before := readAll(t, st)
@@ -239,7 +239,7 @@ func (s *suite) testReopen(t *testing.T) {
 	old := st
 	st = s.h.Reopen(t, st)
 	t.Cleanup(func() { _ = st.Close() })
-	_, err := old.Append(ctx(t), "order-1", eventstore.Any(), ev(t, "Late"))
+	_, err := old.Append(ctx(t), "order-1", eventstore.Any(), ev("Late"))
 	wantErr(t, "Append on the store that Reopen closed", err, eventstore.ErrClosed)
 
 	after := readAll(t, st)
@@ -257,14 +257,14 @@ func (s *suite) testReopen(t *testing.T) {
 	if err != nil || !res.Duplicate || res.NextExpected != 1 {
 		t.Fatalf("retry after reopen = %+v, %v; want a duplicate at 1", res, err)
 	}
-	_, err = st.Append(ctx(t), "order-2", eventstore.NoStream(), ev(t, "Paid"))
+	_, err = st.Append(ctx(t), "order-2", eventstore.NoStream(), ev("Paid"))
 	wantErr(t, "no-stream on a stream stored before reopen", err, eventstore.ErrWrongExpectedRevision)
 	if s.f.GlobalIDUniqueness {
 		_, err = st.Append(ctx(t), "order-3", eventstore.Any(), b...)
 		wantErr(t, "GlobalIDUniqueness: id stored before reopen", err, eventstore.ErrEventIDConflict)
 	}
 
-	c := ev(t, "Shipped")
+	c := ev("Shipped")
 	res = mustAppend(t, st, "order-1", eventstore.Exact(1), c)
 	if res.NextExpected != 2 {
 		t.Fatalf("NextExpected after reopen = %d, want 2", res.NextExpected)
@@ -297,11 +297,7 @@ func (s *suite) testConcurrentManyStreams(t *testing.T) {
 		sharedRound = 10
 	)
 	st := s.open(t)
-	sub, err := st.Subscribe(ctx(t), eventstore.Start, eventstore.SubscribeOptions{MaxBatch: 37})
-	if err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	defer sub.Close()
+	sub := subscribe(t, ctx(t), st, eventstore.Start, eventstore.SubscribeOptions{MaxBatch: 37})
 
 	var mu sync.Mutex // guards written
 	written := map[eventstore.EventID]string{}
@@ -323,7 +319,7 @@ func (s *suite) testConcurrentManyStreams(t *testing.T) {
 			for r := range rounds {
 				for i := range perOwner {
 					stream := fmt.Sprintf("order-%d-%d", o, i)
-					batch := evs(t, 1+(r+i)%3, "Step")
+					batch := evs(1+(r+i)%3, "Step")
 					res, err := st.Append(ctx(t), stream, next[i], batch...)
 					if err != nil {
 						errs <- err
@@ -338,7 +334,7 @@ func (s *suite) testConcurrentManyStreams(t *testing.T) {
 	for range sharers {
 		wg.Go(func() {
 			for range sharedRound {
-				batch := evs(t, 2, "Shared")
+				batch := evs(2, "Shared")
 				if _, err := st.Append(ctx(t), "shared", eventstore.Any(), batch...); err != nil {
 					errs <- err
 					return

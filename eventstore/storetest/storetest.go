@@ -40,12 +40,13 @@ package storetest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/orderledger/orderledger/eventstore"
 )
 
@@ -125,6 +126,19 @@ func (s *suite) open(t *testing.T) eventstore.Store {
 	return st
 }
 
+// openWith returns a fresh store, closed when the test ends, in which
+// stream holds n events of type "Given" (none: the stream does not exist),
+// and those events.
+func (s *suite) openWith(t *testing.T, stream string, n int) (eventstore.Store, []eventstore.EventData) {
+	t.Helper()
+	st := s.open(t)
+	history := evs(n, "Given")
+	if n > 0 {
+		mustAppend(t, st, stream, eventstore.NoStream(), history...)
+	}
+	return st, history
+}
+
 // ctx returns a context that ends with the test or after guard.
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), guard)
@@ -132,21 +146,10 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// newID returns a random (version 4) event ID.
-func newID(t testing.TB) eventstore.EventID {
-	var id eventstore.EventID
-	if _, err := rand.Read(id[:]); err != nil {
-		t.Fatalf("random id: %v", err)
-	}
-	id[6] = id[6]&0x0f | 0x40
-	id[8] = id[8]&0x3f | 0x80
-	return id
-}
-
-// ev returns an event with a fresh ID, the given type and a small JSON
-// payload that names it.
-func ev(t testing.TB, typ string) eventstore.EventData {
-	id := newID(t)
+// ev returns an event with a fresh random (version 4) ID, the given type
+// and a small JSON payload that names it.
+func ev(typ string) eventstore.EventData {
+	id := eventstore.EventID(uuid.New())
 	return eventstore.EventData{
 		ID:          id,
 		Type:        typ,
@@ -157,10 +160,10 @@ func ev(t testing.TB, typ string) eventstore.EventData {
 }
 
 // evs returns n events of the given type.
-func evs(t testing.TB, n int, typ string) []eventstore.EventData {
+func evs(n int, typ string) []eventstore.EventData {
 	out := make([]eventstore.EventData, n)
 	for i := range out {
-		out[i] = ev(t, typ)
+		out[i] = ev(typ)
 	}
 	return out
 }
@@ -230,23 +233,10 @@ func dataIDs(events []eventstore.EventData) []eventstore.EventID {
 	return out
 }
 
-// sameIDs reports whether a and b list the same IDs in the same order.
-func sameIDs(a, b []eventstore.EventID) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // checkIDs fails the test unless got lists exactly want, in order.
 func checkIDs(t testing.TB, what string, got []eventstore.RecordedEvent, want []eventstore.EventID) {
 	t.Helper()
-	if !sameIDs(ids(got), want) {
+	if !slices.Equal(ids(got), want) {
 		t.Fatalf("%s: got %d events %v, want %d events %v", what, len(got), ids(got), len(want), want)
 	}
 }

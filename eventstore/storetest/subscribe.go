@@ -89,6 +89,47 @@ func nextBatch(t testing.TB, sub eventstore.Subscription, prevCP eventstore.Posi
 	return b
 }
 
+// subscribe subscribes under c after `after` with opts, fails the test on
+// error, and closes the subscription when the test ends.
+func subscribe(t testing.TB, c context.Context, st eventstore.Store, after eventstore.Position, opts eventstore.SubscribeOptions) eventstore.Subscription {
+	t.Helper()
+	sub, err := st.Subscribe(c, after, opts)
+	if err != nil {
+		t.Fatalf("Subscribe(after %v, %+v): %v", after, opts, err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	return sub
+}
+
+// collected is what collectLater delivers.
+type collected struct {
+	events []eventstore.RecordedEvent
+	err    error
+}
+
+// collectLater runs collectErr(sub, n, 0) in another goroutine, so that the
+// test can append while it waits; the outcome arrives on the channel.
+func collectLater(sub eventstore.Subscription, n int) <-chan collected {
+	done := make(chan collected, 1)
+	go func() {
+		events, _, err := collectErr(sub, n, 0)
+		done <- collected{events, err}
+	}()
+	return done
+}
+
+// nextLater calls sub.Next(c) in another goroutine, so that the test can
+// end the subscription while Next waits; Next's error arrives on the
+// channel.
+func nextLater(c context.Context, sub eventstore.Subscription) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := sub.Next(c)
+		errc <- err
+	}()
+	return errc
+}
+
 // testSubscribe checks catch-up, live delivery, the prefix filter, MaxBatch,
 // resuming from checkpoints, and how a subscription ends.
 func (s *suite) testSubscribe(t *testing.T) {
@@ -96,15 +137,11 @@ func (s *suite) testSubscribe(t *testing.T) {
 		st := s.open(t)
 		var want []eventstore.EventID
 		for i := range 5 {
-			e := ev(t, "Old")
+			e := ev("Old")
 			mustAppend(t, st, fmt.Sprintf("order-%d", i%3), eventstore.Any(), e)
 			want = append(want, e.ID)
 		}
-		sub, err := st.Subscribe(ctx(t), eventstore.Start, eventstore.SubscribeOptions{})
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		defer sub.Close()
+		sub := subscribe(t, ctx(t), st, eventstore.Start, eventstore.SubscribeOptions{})
 		got, cp := collect(t, sub, 5, 0)
 		checkIDs(t, "catch-up", got, want)
 		if cp != got[4].Position {
@@ -112,16 +149,8 @@ func (s *suite) testSubscribe(t *testing.T) {
 		}
 
 		// Live: the collector waits in Next before the events exist.
-		live := append(evs(t, 1, "New"), evs(t, 3, "New")...)
-		type result struct {
-			events []eventstore.RecordedEvent
-			err    error
-		}
-		done := make(chan result, 1)
-		go func() {
-			evs, _, err := collectErr(sub, len(live), 0)
-			done <- result{evs, err}
-		}()
+		live := append(evs(1, "New"), evs(3, "New")...)
+		done := collectLater(sub, len(live))
 		mustAppend(t, st, "order-9", eventstore.NoStream(), live[0])
 		mustAppend(t, st, "order-0", eventstore.Any(), live[1:]...)
 		r := <-done
@@ -134,27 +163,19 @@ func (s *suite) testSubscribe(t *testing.T) {
 
 	t.Run("FromPosition", func(t *testing.T) {
 		st := s.open(t)
-		batch := evs(t, 6, "Step")
+		batch := evs(6, "Step")
 		mustAppend(t, st, "order-1", eventstore.NoStream(), batch...)
 		all := readAll(t, st)
-		sub, err := st.Subscribe(ctx(t), all[2].Position, eventstore.SubscribeOptions{})
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		defer sub.Close()
+		sub := subscribe(t, ctx(t), st, all[2].Position, eventstore.SubscribeOptions{})
 		got, _ := collect(t, sub, 3, 0)
 		checkIDs(t, "subscription after the 3rd event", got, dataIDs(batch[3:]))
 	})
 
 	t.Run("MaxBatch", func(t *testing.T) {
 		st := s.open(t)
-		batch := evs(t, 10, "Step")
+		batch := evs(10, "Step")
 		mustAppend(t, st, "order-1", eventstore.NoStream(), batch...)
-		sub, err := st.Subscribe(ctx(t), eventstore.Start, eventstore.SubscribeOptions{MaxBatch: 3})
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		defer sub.Close()
+		sub := subscribe(t, ctx(t), st, eventstore.Start, eventstore.SubscribeOptions{MaxBatch: 3})
 		got, _ := collect(t, sub, 10, 3)
 		checkIDs(t, "subscription", got, dataIDs(batch))
 	})
@@ -164,7 +185,7 @@ func (s *suite) testSubscribe(t *testing.T) {
 		streams := []string{"order-1", "refund-1", "order-2", "orderx", "xorder-1", "order-1", "refund-2"}
 		var want []eventstore.EventID
 		for _, name := range streams {
-			e := ev(t, "Step")
+			e := ev("Step")
 			mustAppend(t, st, name, eventstore.Any(), e)
 			if strings.HasPrefix(name, "order-") {
 				want = append(want, e.ID)
@@ -173,11 +194,7 @@ func (s *suite) testSubscribe(t *testing.T) {
 		all := readAll(t, st)
 		end := all[len(all)-1].Position
 
-		sub, err := st.Subscribe(ctx(t), eventstore.Start, eventstore.SubscribeOptions{StreamPrefix: "order-"})
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		defer sub.Close()
+		sub := subscribe(t, ctx(t), st, eventstore.Start, eventstore.SubscribeOptions{StreamPrefix: "order-"})
 		// Catch up until the checkpoint has passed every stored event; pure
 		// checkpoint batches for skipped events are allowed.
 		got, cp := collect(t, sub, len(want), 0)
@@ -194,17 +211,9 @@ func (s *suite) testSubscribe(t *testing.T) {
 		}
 
 		// Live: an event of another stream is skipped, the next match arrives.
-		type result struct {
-			events []eventstore.RecordedEvent
-			err    error
-		}
-		done := make(chan result, 1)
-		go func() {
-			evs, _, err := collectErr(sub, 1, 0)
-			done <- result{evs, err}
-		}()
-		mustAppend(t, st, "refund-3", eventstore.Any(), ev(t, "Skip"))
-		match := ev(t, "Match")
+		done := collectLater(sub, 1)
+		mustAppend(t, st, "refund-3", eventstore.Any(), ev("Skip"))
+		match := ev("Match")
 		mustAppend(t, st, "order-3", eventstore.Any(), match)
 		r := <-done
 		if r.err != nil {
@@ -223,7 +232,7 @@ func (s *suite) testSubscribe(t *testing.T) {
 					if i%3 == 1 {
 						name = fmt.Sprintf("refund-%d", i%2)
 					}
-					e := ev(t, "Step")
+					e := ev("Step")
 					mustAppend(t, st, name, eventstore.Any(), e)
 					if strings.HasPrefix(name, prefix) {
 						want = append(want, e.ID)
@@ -238,10 +247,7 @@ func (s *suite) testSubscribe(t *testing.T) {
 						t.Fatal("resuming makes no progress")
 					}
 					maxBatch := 1 + i%5
-					sub, err := st.Subscribe(ctx(t), cp, eventstore.SubscribeOptions{StreamPrefix: prefix, MaxBatch: maxBatch})
-					if err != nil {
-						t.Fatalf("Subscribe(after %v): %v", cp, err)
-					}
+					sub := subscribe(t, ctx(t), st, cp, eventstore.SubscribeOptions{StreamPrefix: prefix, MaxBatch: maxBatch})
 					b := nextBatch(t, sub, cp, got, maxBatch)
 					cp = b.Checkpoint
 					got = append(got, b.Events...)
@@ -256,20 +262,13 @@ func (s *suite) testSubscribe(t *testing.T) {
 
 	t.Run("CloseEndsNext", func(t *testing.T) {
 		st := s.open(t)
-		sub, err := st.Subscribe(ctx(t), eventstore.Start, eventstore.SubscribeOptions{})
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		errc := make(chan error, 1)
-		go func() {
-			_, err := sub.Next(ctx(t))
-			errc <- err
-		}()
+		sub := subscribe(t, ctx(t), st, eventstore.Start, eventstore.SubscribeOptions{})
+		errc := nextLater(ctx(t), sub)
 		if err := sub.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
 		wantErr(t, "blocked Next after Close", <-errc, eventstore.ErrClosed)
-		_, err = sub.Next(ctx(t))
+		_, err := sub.Next(ctx(t))
 		wantErr(t, "Next after Close", err, eventstore.ErrClosed)
 		if err := sub.Close(); err != nil {
 			t.Fatalf("second Close: %v", err)
@@ -278,22 +277,14 @@ func (s *suite) testSubscribe(t *testing.T) {
 
 	t.Run("NextContextCancel", func(t *testing.T) {
 		st := s.open(t)
-		sub, err := st.Subscribe(ctx(t), eventstore.Start, eventstore.SubscribeOptions{})
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		defer sub.Close()
+		sub := subscribe(t, ctx(t), st, eventstore.Start, eventstore.SubscribeOptions{})
 		c, cancel := context.WithCancel(context.Background())
-		errc := make(chan error, 1)
-		go func() {
-			_, err := sub.Next(c)
-			errc <- err
-		}()
+		errc := nextLater(c, sub)
 		cancel()
 		wantErr(t, "Next with a cancelled context", <-errc, context.Canceled)
 
 		// The subscription is still usable with a live context.
-		e := ev(t, "Paid")
+		e := ev("Paid")
 		mustAppend(t, st, "order-1", eventstore.NoStream(), e)
 		got, _ := collect(t, sub, 1, 0)
 		checkIDs(t, "after a cancelled Next", got, []eventstore.EventID{e.ID})
@@ -302,36 +293,20 @@ func (s *suite) testSubscribe(t *testing.T) {
 	t.Run("SubscribeContextCancel", func(t *testing.T) {
 		st := s.open(t)
 		subCtx, cancel := context.WithCancel(context.Background())
-		sub, err := st.Subscribe(subCtx, eventstore.Start, eventstore.SubscribeOptions{})
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		defer sub.Close()
-		errc := make(chan error, 1)
-		go func() {
-			_, err := sub.Next(ctx(t))
-			errc <- err
-		}()
+		sub := subscribe(t, subCtx, st, eventstore.Start, eventstore.SubscribeOptions{})
+		errc := nextLater(ctx(t), sub)
 		cancel()
 		wantErr(t, "Next after the subscription's context ended", <-errc, context.Canceled, eventstore.ErrClosed)
 	})
 
 	t.Run("StoreCloseEndsNext", func(t *testing.T) {
 		st := s.open(t)
-		sub, err := st.Subscribe(ctx(t), eventstore.Start, eventstore.SubscribeOptions{})
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		defer sub.Close()
-		errc := make(chan error, 1)
-		go func() {
-			_, err := sub.Next(ctx(t))
-			errc <- err
-		}()
+		sub := subscribe(t, ctx(t), st, eventstore.Start, eventstore.SubscribeOptions{})
+		errc := nextLater(ctx(t), sub)
 		if err := st.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		err = <-errc
+		err := <-errc
 		wantErr(t, "Next after the store closed", err, eventstore.ErrClosed)
 		if errors.Is(err, context.Canceled) {
 			t.Fatalf("Next after store Close: %v", err)
